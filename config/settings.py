@@ -1,0 +1,191 @@
+"""b24keeper settings: every value comes from the environment or an optional .env file.
+
+Settings are read once, here. A bad value fails loudly at start-up; see .env.example for
+what each variable means.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Put SECRET_KEY=<a long random string> in .env "
+            "(bin/serve writes one for you), or set DEBUG=true for local experiments."
+        )
+    SECRET_KEY = "insecure-development-key-only-for-debug"
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# The public address of this service, used in links inside alerts.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_beat",
+    "portals",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+# SQLite under var/ by default (zero set-up); PostgreSQL in production and in the tests.
+SQLITE_DEFAULT = f"sqlite:///{VAR_DIR / 'b24keeper.sqlite3'}"
+DATABASES = {"default": env.db("DATABASE_URL", default=SQLITE_DEFAULT)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Web, worker and beat write at once: WAL lets readers and one writer work together,
+    # IMMEDIATE transactions take the write lock up front (no deadlock on lock upgrade), and
+    # the busy timeout makes a writer wait for the lock instead of failing at once.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": (
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;"
+        ),
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+# --- Internationalisation -------------------------------------------------------------------
+LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en")
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- Secrets at rest ------------------------------------------------------------------------
+# Fernet keys, newest first. Old keys stay in the list until `manage.py reencrypt_secrets`
+# has rewritten every row with the newest one.
+ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
+if not ENCRYPTION_KEYS and not DEBUG:
+    raise ImproperlyConfigured(
+        "ENCRYPTION_KEYS is not set, so secrets cannot be stored. Make a key with\n"
+        "  python -c 'from cryptography.fernet import Fernet; "
+        "print(Fernet.generate_key().decode())'\n"
+        "and put ENCRYPTION_KEYS=<that key> in .env (bin/serve writes one for you)."
+    )
+
+# --- Bitrix24 -------------------------------------------------------------------------------
+# The authorization server for a first code exchange when the portal has not named its own;
+# later refreshes use the server_endpoint the portal returned.
+BITRIX_OAUTH_SERVER = env.str("BITRIX_OAUTH_SERVER", default="https://oauth.bitrix.info").rstrip(
+    "/"
+)
+# Lets tests and local fakes use http:// URLs; never turn it on in production.
+BITRIX_ALLOW_HTTP = env.bool("BITRIX_ALLOW_HTTP", default=False)
+# The zone a bare portal name is put in: "acme" -> "acme.bitrix24.ru".
+BITRIX_DEFAULT_ZONE = env.str("BITRIX_DEFAULT_ZONE", default="bitrix24.ru")
+BITRIX_CONNECT_TIMEOUT = env.float("BITRIX_CONNECT_TIMEOUT", default=5.0)
+BITRIX_READ_TIMEOUT = env.float("BITRIX_READ_TIMEOUT", default=15.0)
+# How long a caller of get_access_token() waits for another process's refresh to finish.
+TOKEN_REFRESH_WAIT = env.float("TOKEN_REFRESH_WAIT", default=20.0)
+# A refresh marked as started longer ago than this is presumed dead (its process crashed).
+TOKEN_REFRESH_LEASE = env.int("TOKEN_REFRESH_LEASE", default=60)
+
+# --- Celery ---------------------------------------------------------------------------------
+# Default: kombu's filesystem transport under var/broker, so nothing needs a server.
+# Production: redis://host:6379/0.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Notification providers -----------------------------------------------------------------
+# Base URLs are settings so tests and staging can point them at a fake.
+TWILIO_API_URL = env.str("TWILIO_API_URL", default="https://api.twilio.com").rstrip("/")
+MESSAGEBIRD_API_URL = env.str("MESSAGEBIRD_API_URL", default="https://rest.messagebird.com").rstrip(
+    "/"
+)
+UNISENDER_API_URL = env.str("UNISENDER_API_URL", default="https://api.unisender.com").rstrip("/")
+MANDRILL_API_URL = env.str("MANDRILL_API_URL", default="https://mandrillapp.com/api/1.0").rstrip(
+    "/"
+)
+TELEGRAM_API_URL = env.str("TELEGRAM_API_URL", default="https://api.telegram.org").rstrip("/")
+NOTIFY_CONNECT_TIMEOUT = env.float("NOTIFY_CONNECT_TIMEOUT", default=5.0)
+NOTIFY_READ_TIMEOUT = env.float("NOTIFY_READ_TIMEOUT", default=20.0)
+# The language of alert texts: "en" or "ru".
+NOTIFY_LANGUAGE = env.str("NOTIFY_LANGUAGE", default="en")
+
+# --- Logging --------------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "config.logging.RedactSecretsFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # urllib3 logs full request URLs at DEBUG; our URLs carry no secret, but keep it quiet.
+    "loggers": {"urllib3": {"level": "WARNING"}},
+}

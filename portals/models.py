@@ -1,0 +1,239 @@
+"""Portals, app credentials, tokens and the refresh audit log."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from portals.fields import EncryptedTextField
+from portals.validation import normalize_portal_address, normalize_scope, validate_client_id
+
+
+class Portal(models.Model):
+    domain = models.CharField(
+        "address",
+        max_length=255,
+        unique=True,
+        help_text="The portal's host, e.g. acme.bitrix24.com. It can change when the portal "
+        "is renamed; member_id does not.",
+    )
+    member_id = models.CharField(
+        max_length=32,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="The portal's permanent id (32 hex characters), learned on the first connect.",
+    )
+    auth_server = models.URLField(
+        "authorization server",
+        blank=True,
+        help_text="Where this portal's tokens are issued and renewed, as the portal told us "
+        "(server_endpoint without /rest/). Empty: BITRIX_OAUTH_SERVER.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return self.domain
+
+    def clean(self) -> None:
+        self.domain = normalize_portal_address(self.domain)
+
+    def authorization_server(self) -> str:
+        return (self.auth_server or settings.BITRIX_OAUTH_SERVER).rstrip("/")
+
+
+class AppCredentials(models.Model):
+    class RefreshPolicy(models.TextChoices):
+        INTERVAL = "interval", "Every N minutes"
+        BEFORE_EXPIRY = "before_expiry", "Before expiry only"
+
+    name = models.CharField("display name", max_length=200)
+    client_id = models.CharField(
+        max_length=50,
+        unique=True,
+        help_text="From the application's card in Bitrix24, e.g. local.6a1b2c3d4e5f60.48151623.",
+    )
+    client_secret = EncryptedTextField(
+        help_text="Stored encrypted; shown only as its last 4 characters."
+    )
+    scope = models.CharField(
+        max_length=500, help_text="Comma-separated scope codes, e.g. crm,user,task."
+    )
+    refresh_policy = models.CharField(
+        max_length=20,
+        choices=RefreshPolicy.choices,
+        default=RefreshPolicy.INTERVAL,
+        help_text="“Every N minutes” refreshes on a fixed interval, as the old process did. "
+        "“Before expiry only” refreshes when the access token is about to expire, plus a "
+        "keep-alive refresh so the refresh token (30 days) never lapses; Bitrix24 advises "
+        "against frequent scheduled refreshes.",
+    )
+    refresh_interval_minutes = models.PositiveIntegerField(
+        default=25,
+        help_text="With “every N minutes”: minutes between refreshes. Keep it under 60, "
+        "the access token's lifetime.",
+    )
+    refresh_before_expiry_minutes = models.PositiveIntegerField(
+        default=10,
+        help_text="With “before expiry only”: refresh when fewer than this many minutes of "
+        "the access token remain.",
+    )
+    keepalive_days = models.PositiveIntegerField(
+        default=7,
+        help_text="With “before expiry only”: refresh at least this often even when nothing "
+        "uses the token, well inside the refresh token's 30-day life.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "app credentials"
+        verbose_name_plural = "app credentials"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.client_id})"
+
+    def clean(self) -> None:
+        self.client_id = validate_client_id(self.client_id)
+        self.scope = normalize_scope(self.scope)
+
+
+class TokenStatus(models.TextChoices):
+    AWAITING_CODE = "awaiting_code", "Awaiting code"
+    ACTIVE = "active", "Active"
+    REFRESH_FAILING = "refresh_failing", "Refresh failing"
+    NEEDS_REAUTH = "needs_reauth", "Needs re-authorization"
+    UNINSTALLED = "uninstalled", "App uninstalled"
+    PAYMENT_REQUIRED = "payment_required", "Payment required"
+    DISABLED = "disabled", "Disabled"
+
+
+# Statuses in which the scheduler keeps refreshing the token.
+REFRESHABLE_STATUSES = (TokenStatus.ACTIVE, TokenStatus.REFRESH_FAILING)
+
+
+class TokenQuerySet(models.QuerySet):
+    def refreshable(self) -> "TokenQuerySet":
+        return self.filter(status__in=REFRESHABLE_STATUSES)
+
+    def due(self, now=None) -> "TokenQuerySet":
+        """Tokens whose next refresh time has come and that no sweep has claimed."""
+        now = now or timezone.now()
+        return (
+            self.refreshable()
+            .filter(next_refresh_at__lte=now)
+            .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        )
+
+
+class Token(models.Model):
+    portal = models.ForeignKey(Portal, on_delete=models.PROTECT, related_name="tokens")
+    app = models.ForeignKey(
+        AppCredentials,
+        on_delete=models.PROTECT,
+        related_name="tokens",
+        verbose_name="app credentials",
+    )
+    reference = models.SlugField(
+        max_length=100,
+        unique=True,
+        help_text="The name other code uses to get this token: get_access_token('token').",
+    )
+    status = models.CharField(
+        max_length=20, choices=TokenStatus.choices, default=TokenStatus.AWAITING_CODE
+    )
+    access_token = EncryptedTextField(blank=True)
+    refresh_token = EncryptedTextField(blank=True)
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the access token expires."
+    )
+    scope = models.CharField("granted scope", max_length=500, blank=True)
+    client_endpoint = models.URLField(blank=True, help_text="The portal's REST root.")
+    server_endpoint = models.URLField(
+        blank=True, help_text="The authorization server's REST root; refreshes go there."
+    )
+    user_id = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The portal user this token acts as."
+    )
+    version = models.PositiveIntegerField(
+        default=0, help_text="Bumped on every rotation; fences concurrent writers."
+    )
+    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    # Set before a call to Bitrix24 and cleared with its answer: a value older than
+    # TOKEN_REFRESH_LEASE means the refreshing process died mid-call.
+    refresh_started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Scheduling: when the sweep should next enqueue this token, and its claim on it.
+    next_refresh_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    failure_count = models.PositiveIntegerField(
+        default=0, help_text="Failed refreshes since the last success."
+    )
+    last_error_code = models.CharField(max_length=100, blank=True)
+    last_error = models.TextField("last error", blank=True)
+    failing_since = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["reference"]
+        constraints = [
+            models.UniqueConstraint(fields=["portal", "app"], name="one_token_per_connection")
+        ]
+        indexes = [
+            # The sweep's query: refreshable tokens whose next refresh time has come.
+            models.Index(
+                fields=["next_refresh_at"],
+                name="token_due_idx",
+                condition=Q(status__in=["active", "refresh_failing"]),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+    def expires_in(self) -> timedelta | None:
+        return self.expires_at - timezone.now() if self.expires_at else None
+
+    def is_usable(self) -> bool:
+        return self.status in REFRESHABLE_STATUSES and bool(self.access_token)
+
+
+class RefreshAttempt(models.Model):
+    class Kind(models.TextChoices):
+        CODE_EXCHANGE = "code_exchange", "Code exchange"
+        SCHEDULED = "scheduled", "Scheduled"
+        ON_DEMAND = "on_demand", "On demand"
+        MANUAL = "manual", "Manual"
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Success"
+        ROTATED_ELSEWHERE = "rotated_elsewhere", "Already rotated by another worker"
+        TRANSIENT_ERROR = "transient_error", "Transient error"
+        PERMANENT_ERROR = "permanent_error", "Permanent error"
+        INTERRUPTED = "interrupted", "Interrupted (process died mid-refresh)"
+
+    token = models.ForeignKey(Token, on_delete=models.CASCADE, related_name="attempts")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    error_code = models.CharField("Bitrix error code", max_length=100, blank=True)
+    error_description = models.TextField(blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["token", "-started_at"], name="attempt_token_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.token_id} {self.kind} {self.outcome}"

@@ -1,0 +1,177 @@
+"""A plain client for the Bitrix24 authorization server (protocol notes §1, §2, §4.2).
+
+No ORM access: credentials in, a TokenGrant or an OAuthError out.
+
+Requests go as POST with a form body (b24jssdk's approach, checked against
+oauth.bitrix24.tech): the secret, the code and the refresh token then never appear in a URL,
+so neither urllib3's debug log nor any proxy's access log can hold them.
+"""
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import requests
+from django.conf import settings
+
+from portals.errors import OAuthError, PermanentOAuthError, classify, transient
+
+REQUIRED_FIELDS = ("access_token", "refresh_token")
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    access_token: str
+    refresh_token: str
+    expires_at: datetime
+    scope: str
+    server_endpoint: str
+    client_endpoint: str
+    member_id: str
+    user_id: int | None
+    domain: str
+
+    def __repr__(self) -> str:  # keep tokens out of tracebacks and debug output
+        return f"TokenGrant(member_id={self.member_id!r}, expires_at={self.expires_at})"
+
+
+def auth_server_from_endpoint(server_endpoint: str) -> str:
+    """'https://oauth.bitrix.info/rest/' -> 'https://oauth.bitrix.info'."""
+    parts = urlsplit(server_endpoint)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+class BitrixOAuthClient:
+    """Talks to one authorization server. Build one per server; it is cheap."""
+
+    _session: requests.Session | None = None
+
+    def __init__(self, server: str | None = None, session: requests.Session | None = None):
+        self.server = (server or settings.BITRIX_OAUTH_SERVER).rstrip("/")
+        self.timeout = (settings.BITRIX_CONNECT_TIMEOUT, settings.BITRIX_READ_TIMEOUT)
+        self.allow_http = settings.BITRIX_ALLOW_HTTP
+        self._check_scheme(self.server, "BITRIX_OAUTH_SERVER")
+        self.session = session or self._shared_session()
+
+    @classmethod
+    def _shared_session(cls) -> requests.Session:
+        # One pooled session per process: keep-alive to the authorization server.
+        if cls._session is None:
+            cls._session = requests.Session()
+        return cls._session
+
+    def _check_scheme(self, url: str, what: str) -> None:
+        scheme = urlsplit(url).scheme
+        if scheme != "https" and not (self.allow_http and scheme == "http"):
+            raise PermanentOAuthError(
+                "insecure_url",
+                hint=f"{what} must be an https:// URL (http:// only with BITRIX_ALLOW_HTTP).",
+            )
+
+    def authorize_url(self, portal_domain: str, client_id: str, state: str = "") -> str:
+        query = {"client_id": client_id, "response_type": "code"}
+        if state:
+            query["state"] = state
+        scheme = "http" if self.allow_http and portal_domain.startswith("127.") else "https"
+        return f"{scheme}://{portal_domain}/oauth/authorize/?{urlencode(query)}"
+
+    def exchange_code(self, client_id: str, client_secret: str, code: str) -> TokenGrant:
+        return self._token_request(
+            {
+                "grant_type": "authorization_code",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "code": code,
+            }
+        )
+
+    def refresh(self, client_id: str, client_secret: str, refresh_token: str) -> TokenGrant:
+        return self._token_request(
+            {
+                "grant_type": "refresh_token",
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "refresh_token": refresh_token,
+            }
+        )
+
+    def _token_request(self, form: dict[str, str]) -> TokenGrant:
+        url = f"{self.server}/oauth/token/"
+        try:
+            response = self.session.post(url, data=form, timeout=self.timeout)
+        except requests.Timeout:
+            raise transient("timeout", "The authorization server did not answer in time.") from None
+        except requests.RequestException as err:
+            # The exception text can hold the URL; keep only its type.
+            raise transient(
+                "connection_error",
+                f"Could not reach the authorization server ({type(err).__name__}).",
+            ) from None
+        return self._parse(response)
+
+    def _parse(self, response: requests.Response) -> TokenGrant:
+        body = _json_or_none(response)
+        if isinstance(body, dict) and body.get("error"):
+            raise classify(
+                str(body["error"]), str(body.get("error_description") or ""), response.status_code
+            )
+        if response.status_code >= 500 or response.status_code == 429:
+            raise transient(
+                f"http_{response.status_code}",
+                "The authorization server is in trouble.",
+                response.status_code,
+            )
+        if not isinstance(body, dict):
+            raise transient(
+                "unreadable_body",
+                "The authorization server answered with something that is not JSON.",
+                response.status_code,
+            )
+        if response.status_code != 200:
+            raise transient(
+                f"http_{response.status_code}",
+                "Unexpected answer from the authorization server.",
+                response.status_code,
+            )
+        return _grant_from_body(body, response.status_code)
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _grant_from_body(body: dict[str, Any], http_status: int) -> TokenGrant:
+    missing = [name for name in REQUIRED_FIELDS if not body.get(name)]
+    if missing or not (body.get("expires") or body.get("expires_in")):
+        raise transient(
+            "incomplete_body",
+            f"The authorization server's answer lacks {', '.join(missing) or 'an expiry'}; "
+            "nothing was stored.",
+            http_status,
+        )
+    try:
+        expires = int(body.get("expires") or time.time() + int(body["expires_in"]))
+        user_id = int(body["user_id"]) if body.get("user_id") not in (None, "") else None
+    except (TypeError, ValueError):
+        raise transient(
+            "unreadable_body", "The token answer has malformed numbers.", http_status
+        ) from None
+    return TokenGrant(
+        access_token=str(body["access_token"]),
+        refresh_token=str(body["refresh_token"]),
+        expires_at=datetime.fromtimestamp(expires, tz=UTC),
+        scope=str(body.get("scope") or ""),
+        server_endpoint=str(body.get("server_endpoint") or ""),
+        client_endpoint=str(body.get("client_endpoint") or ""),
+        member_id=str(body.get("member_id") or ""),
+        user_id=user_id,
+        domain=str(body.get("domain") or ""),
+    )
+
+
+__all__ = ["BitrixOAuthClient", "OAuthError", "TokenGrant", "auth_server_from_endpoint"]

@@ -1,0 +1,26 @@
+"""Test settings: the production settings module, with test defaults in the environment.
+
+The tests run on real PostgreSQL and Redis (bin/test starts them); each default below can be
+overridden from the environment.
+"""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/b24keeper")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+# Two fixed test keys, newest first (generated once with Fernet.generate_key()).
+os.environ.setdefault(
+    "ENCRYPTION_KEYS",
+    "q1m6z1bX2l2m1y8pP6V9lF1kS7tXb3cQ0oE9rW4uY5I=,Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg=",
+)
+os.environ.setdefault("BITRIX_ALLOW_HTTP", "true")
+os.environ.setdefault("DEBUG", "false")
+
+from config.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
