@@ -25,7 +25,7 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "insecure-development-key-only-for-debug"
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_TRUSTED_ORIGINS = [o for o in env.list("CSRF_TRUSTED_ORIGINS", default=[]) if o]
 # The public address of this service, used in links inside alerts.
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
@@ -74,7 +74,7 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 # SQLite under var/ by default (zero set-up); PostgreSQL in production and in the tests.
 SQLITE_DEFAULT = f"sqlite:///{VAR_DIR / 'b24keeper.sqlite3'}"
-DATABASES = {"default": env.db("DATABASE_URL", default=SQLITE_DEFAULT)}
+DATABASES = {"default": env.db_url_config(env.str("DATABASE_URL", default="") or SQLITE_DEFAULT)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat write at once: WAL lets readers and one writer work together,
     # IMMEDIATE transactions take the write lock up front (no deadlock on lock upgrade), and
@@ -103,11 +103,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 
 # --- Secrets at rest ------------------------------------------------------------------------
 # Fernet keys, newest first. Old keys stay in the list until `manage.py reencrypt_secrets`
 # has rewritten every row with the newest one.
-ENCRYPTION_KEYS = env.list("ENCRYPTION_KEYS", default=[])
+ENCRYPTION_KEYS = [k for k in env.list("ENCRYPTION_KEYS", default=[]) if k]
 if not ENCRYPTION_KEYS and not DEBUG:
     raise ImproperlyConfigured(
         "ENCRYPTION_KEYS is not set, so secrets cannot be stored. Make a key with\n"
@@ -133,10 +134,15 @@ TOKEN_REFRESH_WAIT = env.float("TOKEN_REFRESH_WAIT", default=20.0)
 # A refresh marked as started longer ago than this is presumed dead (its process crashed).
 TOKEN_REFRESH_LEASE = env.int("TOKEN_REFRESH_LEASE", default=60)
 
+# A provider-wide outage: more than this share of refreshable tokens failing transiently
+# within 10 minutes (and at least OUTAGE_MIN_TOKENS of them) opens one outage incident.
+OUTAGE_SHARE = env.float("OUTAGE_SHARE", default=0.2)
+OUTAGE_MIN_TOKENS = env.int("OUTAGE_MIN_TOKENS", default=5)
+
 # --- Celery ---------------------------------------------------------------------------------
 # Default: kombu's filesystem transport under var/broker, so nothing needs a server.
 # Production: redis://host:6379/0.
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     for _sub in ("queue", "processed"):

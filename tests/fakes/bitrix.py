@@ -67,8 +67,12 @@ def _canned_fault(kind: str, status: int) -> _Response:
     if kind == "garbage":
         return _Response(200, _GARBAGE)
     if status in (429, 503):
-        return _json(status, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"})
-    return _json(status, {"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"})
+        return _json(
+            status, {"error": "QUERY_LIMIT_EXCEEDED", "error_description": "Too many requests"}
+        )
+    return _json(
+        status, {"error": "INTERNAL_SERVER_ERROR", "error_description": "Internal server error"}
+    )
 
 
 class FakeBitrix(BitrixState):
@@ -206,7 +210,9 @@ class FakeBitrix(BitrixState):
                 bearer = headers.get("Authorization", "").removeprefix("Bearer ").strip()
                 token = params.get("auth") or params.get("access_token") or bearer
                 return _json(*self.app_info_reply(token))
-            return _json(404, {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"})
+            return _json(
+                404, {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}
+            )
         return _page(404, "Not Found", "Not Found")
 
     def _serve_token(self, method: str, params: dict[str, str]) -> _Response | None:

@@ -17,13 +17,7 @@ from datetime import UTC, datetime
 
 # Anything outside this set is "invalid", anything inside but unsupported is
 # "unsupported": the real server tells the two apart with a regexp before the list check.
-_KNOWN_GRANT_TYPES = {
-    "authorization_code",
-    "refresh_token",
-    "password",
-    "client_credentials",
-    "token",
-}
+_KNOWN_GRANT_TYPES = {"authorization_code", "refresh_token", "password", "client_credentials"}
 _SUPPORTED_GRANT_TYPES = {"authorization_code", "refresh_token"}
 
 Body = dict[str, object]
@@ -225,8 +219,7 @@ class BitrixState:
                 return err.reply()
             portal = self._portals[source.domain]
             if not commit:
-                body = self._success_body(app, portal, None)
-                return 200, body
+                return 200, self._success_body(app, portal, None)
             if isinstance(source, Code):
                 source.used = True
                 grant = self._mint(app, portal, chain=None)
@@ -358,7 +351,9 @@ class BitrixState:
                 return TokenError(401, "NO_AUTH_FOUND", "Wrong authorization data").reply()
             grant = self._by_access.get(access_token)
             if grant is None:
-                return TokenError(401, "invalid_token", "Unable to get application by token").reply()
+                return TokenError(
+                    401, "invalid_token", "Unable to get application by token"
+                ).reply()
             if not self.access_token_valid(access_token):
                 description = "The access token provided has expired"
                 return TokenError(401, "expired_token", description).reply()

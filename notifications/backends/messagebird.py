@@ -1,0 +1,70 @@
+"""SMS through the legacy MessageBird REST API, rest.messagebird.com (providers reference §2).
+
+The official SDK has been dormant since 2022 and posts without a timeout, so this is one
+hand-written JSON POST. It needs a legacy MessageBird ("Connectivity Platform") access key;
+keys of the 2024 Bird Channels API or the 2026 Bird API speak a different protocol.
+"""
+
+from .base import Backend, CredentialField, HttpAnswer, HttpRequest, Message, Rule, SendResult
+from .base import gsm7_safe
+
+
+class MessageBirdBackend(Backend):
+    kind = "messagebird"
+    label = "MessageBird"
+    destination_kind = "phone"
+    api_url_setting = "MESSAGEBIRD_API_URL"
+    credential_fields = (
+        CredentialField(
+            "access_key",
+            "Access key",
+            secret=True,
+            help_text="A live access key from the MessageBird dashboard (Developers → API "
+            "access). Keys of the newer Bird platform do not work here.",
+        ),
+        CredentialField(
+            "originator",
+            "Sender",
+            secret=False,
+            help_text="A phone number with country code, or a name of at most 11 letters and "
+            "digits, as registered with MessageBird.",
+        ),
+    )
+    errors = {
+        "2": Rule(True, "Check the access key, then re-enable this channel."),
+        "9": Rule(True, "Check the recipient's number and the sender, then re-enable it."),
+        "10": Rule(True, "Check the sender (originator), then re-enable this channel."),
+        "20": Rule(True, "Check this channel's settings, then re-enable it."),
+        "25": Rule(True, "The MessageBird balance is used up: top it up, then re-enable it."),
+    }
+
+    def build_request(self, message: Message) -> HttpRequest:
+        return HttpRequest(
+            url=f"{self.api_url}/messages",
+            json={
+                "originator": self.credentials["originator"],
+                # MSISDN digits; MessageBird takes the leading + as optional.
+                "recipients": [self.destination.lstrip("+")],
+                "body": gsm7_safe(message.sms_text),
+            },
+            headers={"Authorization": f"AccessKey {self.credentials['access_key']}"},
+        )
+
+    def parse_response(self, answer: HttpAnswer) -> SendResult:
+        body = answer.body if isinstance(answer.body, dict) else {}
+        if 200 <= answer.status < 300:
+            if not body.get("id"):
+                raise self.unexpected(answer, "accepted the message but returned no id")
+            items = (body.get("recipients") or {}).get("items") or [{}]
+            return SendResult(
+                provider_message_id=str(body["id"]),
+                detail=f"MessageBird accepted the SMS: status {items[0].get('status')}.",
+            )
+        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+        if not errors:
+            raise self.error(f"http_{answer.status}", f"HTTP {answer.status}", answer)
+        # Several errors can come at once (bad recipient and bad originator): the first one the
+        # table knows decides the class, and all of them go into the description.
+        first = next((e for e in errors if str(e.get("code")) in self.errors), errors[0])
+        description = "; ".join(str(e.get("description") or "") for e in errors)
+        raise self.error(str(first.get("code")), description, answer)

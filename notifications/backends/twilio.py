@@ -1,0 +1,96 @@
+"""SMS through Twilio Programmable Messaging (providers reference §1).
+
+One form POST with HTTP Basic auth; the SDK would add ~21 MiB and has no default timeout.
+"""
+
+import re
+from urllib.parse import quote
+
+from .base import Backend, CredentialField, HttpAnswer, HttpRequest, Message, Rule, SendResult
+from .base import gsm7_safe
+
+_MESSAGING_SERVICE_RE = re.compile(r"MG[0-9a-fA-F]{32}")
+_FIX_CREDENTIALS = "Check the Account SID and Auth Token, then re-enable this channel."
+_FIX_SENDER = "Check the sender in this channel and in the Twilio console, then re-enable it."
+
+
+class TwilioBackend(Backend):
+    kind = "twilio"
+    label = "Twilio"
+    destination_kind = "phone"
+    api_url_setting = "TWILIO_API_URL"
+    credential_fields = (
+        CredentialField(
+            "account_sid",
+            "Account SID",
+            secret=False,
+            help_text="Starts with AC; shown on the Twilio console's dashboard.",
+        ),
+        CredentialField(
+            "auth_token",
+            "Auth Token",
+            secret=True,
+            help_text="Shown next to the Account SID on the Twilio console's dashboard.",
+        ),
+        CredentialField(
+            "sender",
+            "Sender",
+            secret=False,
+            help_text="A Twilio number of this account in E.164 form (+15550100999), an "
+            "alphanumeric sender ID, or a Messaging Service SID (MG…).",
+        ),
+    )
+    # Twilio error numbers: https://www.twilio.com/docs/api/errors
+    errors = {
+        "20003": Rule(True, _FIX_CREDENTIALS),
+        "20404": Rule(True, "Twilio does not know this Account SID. " + _FIX_CREDENTIALS),
+        "21211": Rule(True, "Check the recipient's phone number, then re-enable this channel."),
+        "21614": Rule(True, "The number cannot receive SMS; use a mobile number."),
+        "21606": Rule(True, "The sender cannot send SMS or is not yours. " + _FIX_SENDER),
+        "21608": Rule(
+            True,
+            "A trial account can only text verified numbers: verify the recipient's number in "
+            "the Twilio console or upgrade the account.",
+        ),
+        "21610": Rule(
+            True,
+            "The recipient replied STOP. They must text START to the sender to receive alerts "
+            "again.",
+        ),
+        "21612": Rule(True, "Enable this destination in Twilio's SMS geo permissions."),
+        "21408": Rule(True, "Enable this region in Twilio's SMS geo permissions."),
+        "21617": Rule(True, "The text is too long; this is a bug in b24keeper, please report it."),
+        # The request was not processed and is safe to retry (Twilio error 20429).
+        "20429": Rule(False, "Twilio is limiting concurrent requests. The delivery will retry."),
+    }
+
+    def build_request(self, message: Message) -> HttpRequest:
+        account_sid = self.credentials["account_sid"]
+        sender = self.credentials["sender"]
+        # Exactly one of From / MessagingServiceSid: a service picks a number from its pool.
+        sender_field = "MessagingServiceSid" if _MESSAGING_SERVICE_RE.fullmatch(sender) else "From"
+        return HttpRequest(
+            # The .json suffix selects JSON answers; without it the 2010 API answers XML.
+            url=f"{self.api_url}/2010-04-01/Accounts/{quote(account_sid, safe='')}/Messages.json",
+            data={
+                "To": self.destination,
+                sender_field: sender,
+                "Body": gsm7_safe(message.sms_text),
+            },
+            auth=(account_sid, self.credentials["auth_token"]),
+        )
+
+    def parse_response(self, answer: HttpAnswer) -> SendResult:
+        body = answer.body if isinstance(answer.body, dict) else {}
+        if 200 <= answer.status < 300:
+            if not body.get("sid"):
+                raise self.unexpected(answer, "accepted the message but returned no sid")
+            segments = body.get("num_segments") or "?"  # a string, "0" with a Messaging Service
+            return SendResult(
+                provider_message_id=str(body["sid"]),
+                detail=f"Twilio accepted the SMS: status {body.get('status')}, "
+                f"{segments} segment(s).",
+            )
+        code = str(body.get("code") or f"http_{answer.status}")
+        description = str(body.get("message") or body.get("detail") or f"HTTP {answer.status}")
+        raise self.error(code, description, answer)

@@ -1,0 +1,87 @@
+"""Email through the UniSender (Selzy) classic API, `sendEmail` (providers reference §5a).
+
+Mind UniSender's rules for this method: 60 calls a minute, at least 60 s between two emails to
+the same address, and a sender address confirmed in the account. `error_checking=1` makes the
+answer carry one result (an id or errors) per recipient, even inside an HTTP 200.
+"""
+
+from django.utils.html import linebreaks
+
+from .base import CredentialField, HttpAnswer, HttpRequest, Message, Rule, SendResult
+from .unisender_sms import ERRORS, UniSenderBackend
+
+_UNKNOWN_RECIPIENT_ERROR = Rule(
+    True, "Read UniSender's message above, fix the cause, then re-enable this channel."
+)
+
+
+class UniSenderEmailBackend(UniSenderBackend):
+    kind = "unisender_email"
+    label = "UniSender email"
+    destination_kind = "email"
+    method = "sendEmail"
+    credential_fields = (
+        CredentialField(
+            "api_key",
+            "API key",
+            secret=True,
+            help_text="From UniSender (or Selzy) → Settings → Integration and API.",
+        ),
+        CredentialField(
+            "sender_email",
+            "Sender address",
+            secret=False,
+            help_text="An address confirmed as a sender in the UniSender account.",
+        ),
+        CredentialField(
+            "sender_name", "Sender name", secret=False, help_text="Shown as the From name."
+        ),
+        CredentialField(
+            "list_id",
+            "List id",
+            secret=False,
+            help_text="The id of a list made for alerts: UniSender requires one and offers "
+            "the recipient to unsubscribe from it (see getLists).",
+        ),
+    )
+    errors = {
+        **ERRORS,
+        "unchecked_sender_email": Rule(
+            True, "Confirm the sender address in UniSender, then re-enable this channel."
+        ),
+    }
+
+    def build_request(self, message: Message) -> HttpRequest:
+        return self.unisender_request(
+            {
+                "email": self.destination,
+                "sender_name": self.credentials["sender_name"],
+                "sender_email": self.credentials["sender_email"],
+                "subject": message.subject,
+                # sendEmail takes only an HTML body.
+                "body": message.html or linebreaks(message.text, autoescape=True),
+                "list_id": self.credentials["list_id"],
+                "error_checking": "1",
+                # Tracking rewrites links through UniSender's redirector; alerts link straight.
+                "track_read": "0",
+                "track_links": "0",
+            }
+        )
+
+    def parse_response(self, answer: HttpAnswer) -> SendResult:
+        result = self.checked_result(answer)
+        warnings = self.warnings(answer.body)
+        if isinstance(result, dict) and result.get("email_id"):  # the shape without checking
+            return SendResult(str(result["email_id"]), f"UniSender accepted the email.{warnings}")
+        if not isinstance(result, list) or not result or not isinstance(result[0], dict):
+            raise self.unexpected(answer, "answered without a per-recipient result")
+        mine = [r for r in result if str(r.get("email", "")).lower() == self.destination.lower()]
+        item = (mine or result)[0]
+        errors = [e for e in item.get("errors") or [] if isinstance(e, dict)]
+        if errors:
+            code = str(errors[0].get("code") or "unspecified")
+            description = str(errors[0].get("message") or code)
+            raise self.error(code, description, answer, fallback=_UNKNOWN_RECIPIENT_ERROR)
+        if not item.get("id"):
+            raise self.unexpected(answer, "answered without an email id")
+        return SendResult(str(item["id"]), f"UniSender accepted the email.{warnings}")

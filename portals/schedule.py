@@ -1,0 +1,59 @@
+"""When a token is next due: the app's refresh policy after a success, backoff after a failure.
+
+Pure functions of their arguments (plus randomness for jitter), so they are easy to test and
+the sweep and the refresh service agree on them.
+"""
+
+import random
+from datetime import datetime, timedelta
+
+from portals.models import AppCredentials
+
+# Never plan a refresh closer to expiry than this: leaves room for a retry or two.
+EXPIRY_SAFETY = timedelta(minutes=3)
+BACKOFF_BASE_SECONDS = 30
+BACKOFF_CAP_SECONDS = 15 * 60
+# Spread refreshes by up to this share of their interval, so tokens connected together drift
+# apart instead of all firing in the same second forever.
+JITTER_SHARE = 0.1
+JITTER_CAP = timedelta(minutes=5)
+
+
+def _jitter(span: timedelta) -> timedelta:
+    limit = min(span * JITTER_SHARE, JITTER_CAP)
+    return timedelta(seconds=random.uniform(0, limit.total_seconds()))
+
+
+def next_refresh_after_success(
+    app: AppCredentials, expires_at: datetime, now: datetime
+) -> datetime:
+    """The app's policy, jittered early (never late), and never past expiry minus a margin."""
+    if app.refresh_policy == AppCredentials.RefreshPolicy.BEFORE_EXPIRY:
+        keepalive = now + timedelta(days=app.keepalive_days)
+        before_expiry = expires_at - timedelta(minutes=app.refresh_before_expiry_minutes)
+        due = min(keepalive, before_expiry)
+    else:
+        due = now + timedelta(minutes=app.refresh_interval_minutes)
+    due -= _jitter(due - now)
+    latest = expires_at - EXPIRY_SAFETY
+    return max(now, min(due, latest))
+
+
+def backoff_delay(failure_count: int) -> timedelta:
+    """Exponential backoff with full jitter: 30 s, 60 s, 120 s … capped at 15 minutes."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(failure_count - 1, 0))
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+def next_attempt_after_failure(failure_count: int, now: datetime) -> datetime:
+    return now + backoff_delay(failure_count)
+
+
+def consumers_about_to_fail(
+    expires_at: datetime | None, next_attempt_at: datetime, call_budget: timedelta
+) -> bool:
+    """True when the access token expires before the next attempt could have succeeded:
+    code that reads the token will start failing, so a person must hear of it now."""
+    if expires_at is None:
+        return True
+    return expires_at <= next_attempt_at + call_budget
