@@ -11,9 +11,14 @@ import re
 _PATTERNS = [
     re.compile(r"\b[0-9a-f]{32,}\b"),
     re.compile(r"gAAAAA[0-9A-Za-z_\-=]{20,}"),
+    # key=value in query strings and form bodies
     re.compile(
-        r"(?i)((?:client_secret|refresh_token|access_token|auth|code|api_key|key|token)"
-        r"[\"']?\s*[=:]\s*[\"']?)[^&\s\"',}]+"
+        r"(?i)((?:client_secret|refresh_token|access_token|auth|code|api_key|token)=)[^&\s]+"
+    ),
+    # "key": "value" in JSON
+    re.compile(
+        r"(?i)(\"(?:client_secret|refresh_token|access_token|api_key|auth_token|key)\"\s*:\s*\")"
+        r"[^\"]+"
     ),
 ]
 

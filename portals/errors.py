@@ -18,6 +18,9 @@ class OAuthError(Exception):
         self.http_status = http_status
         super().__init__(self.message())
 
+    def __str__(self) -> str:
+        return self.message()
+
     def message(self) -> str:
         said = f"Bitrix24 answered {self.code}"
         if self.description:

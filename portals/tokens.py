@@ -45,7 +45,7 @@ class TokenError(Exception):
     """Base of the errors get_access_token() and refresh() raise besides OAuthError."""
 
 
-class TokenNotFound(TokenError):
+class TokenNotFound(TokenError, LookupError):
     pass
 
 
@@ -111,7 +111,8 @@ def _load(**lookup: object) -> Token:
     try:
         return Token.objects.select_related("portal", "app").get(**lookup)
     except Token.DoesNotExist:
-        raise TokenNotFound(f"No token with {lookup}: check the reference.") from None
+        what = ", ".join(f"{key} “{value}”" for key, value in lookup.items())
+        raise TokenNotFound(f"No token with {what}: check the reference.") from None
 
 
 def _ensure_usable(token: Token) -> None:

@@ -17,7 +17,7 @@ os.environ.setdefault(
 os.environ.setdefault("BITRIX_ALLOW_HTTP", "true")
 os.environ.setdefault("DEBUG", "false")
 
-from config.settings import *  # noqa: E402,F403
+from config.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {

@@ -208,6 +208,8 @@ _LOOKALIKES = {
     "®": "(R)",
     "™": "TM",
     "×": "x",
+    # Latin letters that Unicode does not decompose into a base letter and a mark.
+    **{"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "œ": "oe", "Œ": "OE", "ı": "i", "ŀ": "l"},
 }
 _CYRILLIC = dict(
     zip(
@@ -237,7 +239,7 @@ def _gsm7_char(char: str) -> str:
         return "\n"
     if category in _DROPPED_CATEGORIES:
         return ""
-    # Accented letters outside GSM-7 (ç, ł is not decomposable): keep the base letter.
+    # Accented letters outside GSM-7 (ç, ő, ā): keep the base letter.
     base = "".join(c for c in unicodedata.normalize("NFKD", char) if c in GSM7_CHARACTERS)
     return base or "?"
 
@@ -279,12 +281,16 @@ class Backend:
     def send(self, message: Message) -> SendResult:
         """Send one message, or raise TransientDeliveryError / PermanentDeliveryError."""
         try:
-            result = self.parse_response(self.post(self.build_request(message)))
+            result = self.deliver(message)
         except DeliveryError as err:
             logger.warning("%s delivery to %s failed: %s", self.kind, self.destination, err)
             raise
-        logger.info("%s delivery to %s accepted: %s", self.kind, self.destination, result.detail)
+        logger.info("%s delivery to %s: %s", self.kind, self.destination, result.detail)
         return result
+
+    def deliver(self, message: Message) -> SendResult:
+        """Build, post, read. A backend whose library owns the HTTP (Mandrill) overrides this."""
+        return self.parse_response(self.post(self.build_request(message)))
 
     def post(self, request: HttpRequest) -> HttpAnswer:
         headers = {"Accept": "application/json", **(request.headers or {})}
@@ -320,23 +326,26 @@ class Backend:
         )
 
     def _read(self, response: requests.Response) -> HttpAnswer:
-        status = response.status_code
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         try:
             body = response.json()
         except ValueError:
-            content_type = response.headers.get("Content-Type", "no type").split(";")[0]
-            answer = HttpAnswer(status, None, retry_after)
-            fallback = rule_for_status(status)
-            raise self.error(
-                f"http_{status}",
-                f"answered HTTP {status} with a body that is not JSON ({content_type})",
-                answer,
-                # Unreadable is transient even for a 4xx: a proxy's error page, not the API.
-                fallback=_UNEXPECTED if fallback.permanent else fallback,
-                from_provider=False,
-            ) from None
-        return HttpAnswer(status, body, retry_after)
+            raise self.unreadable(response, retry_after) from None
+        return HttpAnswer(response.status_code, body, retry_after)
+
+    def unreadable(self, response: requests.Response, retry_after: float | None) -> DeliveryError:
+        """An answer whose body is not JSON: transient whatever the status, since it is most
+        likely a proxy's or load balancer's error page rather than the API speaking."""
+        status = response.status_code
+        content_type = response.headers.get("Content-Type", "no type").split(";")[0]
+        fallback = rule_for_status(status)
+        return self.error(
+            f"http_{status}",
+            f"answered HTTP {status} with a body that is not JSON ({content_type})",
+            HttpAnswer(status, None, retry_after),
+            fallback=_UNEXPECTED if fallback.permanent else fallback,
+            from_provider=False,
+        )
 
     def error(
         self,

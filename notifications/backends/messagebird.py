@@ -5,8 +5,16 @@ hand-written JSON POST. It needs a legacy MessageBird ("Connectivity Platform") 
 keys of the 2024 Bird Channels API or the 2026 Bird API speak a different protocol.
 """
 
-from .base import Backend, CredentialField, HttpAnswer, HttpRequest, Message, Rule, SendResult
-from .base import gsm7_safe
+from .base import (
+    Backend,
+    CredentialField,
+    HttpAnswer,
+    HttpRequest,
+    Message,
+    Rule,
+    SendResult,
+    gsm7_safe,
+)
 
 
 class MessageBirdBackend(Backend):

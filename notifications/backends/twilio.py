@@ -6,8 +6,16 @@ One form POST with HTTP Basic auth; the SDK would add ~21 MiB and has no default
 import re
 from urllib.parse import quote
 
-from .base import Backend, CredentialField, HttpAnswer, HttpRequest, Message, Rule, SendResult
-from .base import gsm7_safe
+from .base import (
+    Backend,
+    CredentialField,
+    HttpAnswer,
+    HttpRequest,
+    Message,
+    Rule,
+    SendResult,
+    gsm7_safe,
+)
 
 _MESSAGING_SERVICE_RE = re.compile(r"MG[0-9a-fA-F]{32}")
 _FIX_CREDENTIALS = "Check the Account SID and Auth Token, then re-enable this channel."

@@ -8,8 +8,16 @@ errors in the body with HTTP 200 (`{"error": ..., "code": ...}`), so every answe
 import html
 from typing import Any, ClassVar
 
-from .base import Backend, CredentialField, HttpAnswer, HttpRequest, Message, Rule, SendResult
-from .base import gsm7_safe
+from .base import (
+    Backend,
+    CredentialField,
+    HttpAnswer,
+    HttpRequest,
+    Message,
+    Rule,
+    SendResult,
+    gsm7_safe,
+)
 
 # Error texts come in this language. "en" exists on api.unisender.com and on api.selzy.com,
 # so the same code works whichever host UNISENDER_API_URL names.

@@ -29,7 +29,15 @@ from .bitrix_state import BitrixState, Body
 
 __all__ = ["FAULT_KINDS", "FakeBitrix"]
 
-FAULT_KINDS = ("status", "timeout", "html", "garbage", "missing_fields", "drop_response")
+FAULT_KINDS = (
+    "status",
+    "timeout",
+    "html",
+    "garbage",
+    "missing_fields",
+    "drop_response",
+    "hang_after_processing",
+)
 
 _HTML_PAGE = "<!DOCTYPE html><html><head><title>{title}</title></head><body>{body}</body></html>"
 _GARBAGE = b'{"access_token": "0a1b2c3d4e5f'
@@ -149,7 +157,7 @@ class FakeBitrix(BitrixState):
         return (
             entry["status"] == 200
             and entry["error"] is None
-            and entry["fault"] in (None, "drop_response")
+            and entry["fault"] in (None, "drop_response", "hang_after_processing")
         )
 
     def reset_observations(self) -> None:
@@ -237,6 +245,13 @@ class FakeBitrix(BitrixState):
             else:
                 response = _json(*self.token_reply(params, commit=kind != "missing_fields"))
             self._record(method, params, response, kind)
+            if kind == "hang_after_processing":
+                # Rotated, but the client hears nothing for a long time: lets a test kill the
+                # client between Bitrix's rotation and its commit.
+                self._leave(key)
+                key = None
+                self._stopping.wait(self.timeout_sleep)
+                return None
             return None if kind == "drop_response" else response
         finally:
             # Before the response is written, so a sequential client never overlaps itself.
