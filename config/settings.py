@@ -139,6 +139,15 @@ TOKEN_REFRESH_LEASE = env.int("TOKEN_REFRESH_LEASE", default=60)
 OUTAGE_SHARE = env.float("OUTAGE_SHARE", default=0.2)
 OUTAGE_MIN_TOKENS = env.int("OUTAGE_MIN_TOKENS", default=5)
 
+# --- Scheduling -----------------------------------------------------------------------------
+# At most this many refreshes are enqueued per sweep (the sweep runs every minute by default,
+# editable in the admin's Periodic tasks): the ceiling on the refresh rate after an outage.
+REFRESH_MAX_PER_SWEEP = env.int("REFRESH_MAX_PER_SWEEP", default=2000)
+# Seconds a queued refresh task stays valid; older ones are dropped, the next sweep re-queues.
+REFRESH_TASK_EXPIRES = env.int("REFRESH_TASK_EXPIRES", default=300)
+# Seconds between sweeps, used only when the sweep's periodic task is first created.
+SWEEP_INTERVAL_SECONDS = env.int("SWEEP_INTERVAL_SECONDS", default=60)
+
 # --- Celery ---------------------------------------------------------------------------------
 # Default: kombu's filesystem transport under var/broker, so nothing needs a server.
 # Production: redis://host:6379/0.
@@ -153,6 +162,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "store_processed": False,
     }
+else:
+    # A message unacknowledged this long is redelivered (acks_late): must exceed any countdown.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True

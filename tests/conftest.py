@@ -39,3 +39,39 @@ def connect(fake: FakeBitrix, reference: str = "token", portal: str = PORTAL, **
 def token(fake_bitrix, db):
     """A token connected through the real code exchange."""
     return connect(fake_bitrix)
+
+
+BROKER_URL = "redis://127.0.0.1:6379/15"
+
+
+@pytest.fixture
+def broker_url():
+    """A real Redis broker, emptied before and after the test."""
+    import redis
+
+    client = redis.Redis.from_url(BROKER_URL)
+    client.flushdb()
+    yield BROKER_URL
+    client.flushdb()
+
+
+@pytest.fixture
+def sweep_schedule(transactional_db):
+    """The data migration's sweep task, made to run every second (tests flush the tables
+    between transactional tests, so it is re-created here the same way)."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    from portals.beat import SWEEP_TASK, ensure_sweep_schedule
+
+    ensure_sweep_schedule(PeriodicTask, IntervalSchedule, 1)
+    every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period="seconds")
+    PeriodicTask.objects.filter(task=SWEEP_TASK).update(interval=every_second)
+    return PeriodicTask.objects.get(task=SWEEP_TASK)
+
+
+@pytest.fixture
+def celery(tmp_path, broker_url, fake_bitrix):
+    from tests.processes import CeleryProcesses
+
+    with CeleryProcesses(tmp_path, broker_url) as procs:
+        yield procs

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -38,3 +39,86 @@ def start_python(code: str, **extra_env: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+class CeleryProcesses:
+    """Real Celery workers and beats against the test database and a Redis broker.
+
+    Used as a context manager: everything started is stopped on exit, and each process's
+    output goes to a file that a failing test can print.
+    """
+
+    def __init__(self, tmp_path: Path, broker_url: str, **env: str) -> None:
+        self.tmp_path = tmp_path
+        self.env = {"CELERY_BROKER_URL": broker_url, **env}
+        self.procs: list[tuple[subprocess.Popen, Path]] = []
+
+    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
+        log_path = self.tmp_path / f"{name}.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "celery"), "-A", "config", *args],
+                cwd=ROOT,
+                env=child_env(**self.env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.procs.append((proc, log_path))
+        return proc
+
+    def worker(self, name: str = "w1", concurrency: int = 1) -> subprocess.Popen:
+        proc = self._start(
+            name,
+            ["worker", "-n", f"{name}@%h", "-c", str(concurrency), "--pool", "prefork",
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+        )  # fmt: skip
+        self.wait_for_line(name, "ready.")
+        return proc
+
+    def beat(self, name: str = "beat") -> subprocess.Popen:
+        return self._start(
+            name,
+            ["beat", "--loglevel", "INFO", "--max-interval", "1", "--pidfile=",
+             "-S", "django_celery_beat.schedulers:DatabaseScheduler"],
+        )  # fmt: skip
+
+    def log(self, name: str) -> str:
+        return (self.tmp_path / f"{name}.log").read_text()
+
+    def wait_for_line(self, name: str, text: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log(name):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} never printed {text!r}:\n{self.log(name)[-3000:]}")
+            time.sleep(0.1)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text()[-4000:]}" for _, path in self.procs)
+
+    def __enter__(self) -> "CeleryProcesses":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc, _ in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, _ in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of a process (a prefork worker's pool processes)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in children.read_text().split()] if children.exists() else []
+
+
+def wait_until(predicate, timeout: float = 30, message: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {message}")
+        time.sleep(0.1)

@@ -1,0 +1,89 @@
+"""The periodic sweep: find due tokens with one indexed query and enqueue one task each.
+
+One PeriodicTask (not one per portal: django-celery-beat reloads every row on any change)
+runs sweep() every minute. A sweep claims the tokens it enqueues (`claimed_until`), under
+`SELECT … FOR UPDATE SKIP LOCKED` on PostgreSQL, so a second sweep or a second beat never
+enqueues the same token twice. At most REFRESH_MAX_PER_SWEEP tokens go out per sweep: after
+an outage or a beat restart, the backlog drains at that rate instead of in one burst.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from portals.errors import OAuthError
+from portals.models import REFRESHABLE_STATUSES, RefreshAttempt, Token
+from portals.tokens import TokenError, refresh_token
+
+log = logging.getLogger(__name__)
+SWEEP_TASK_NAME = "portals.tasks.sweep_due_tokens"
+
+
+def claim_due_tokens(now: datetime | None = None, limit: int | None = None) -> list[int]:
+    """Claim up to `limit` due tokens, most overdue first, and return their ids."""
+    now = now or timezone.now()
+    limit = limit or settings.REFRESH_MAX_PER_SWEEP
+    # The claim outlives the task's expiry, so a task lost with a broker is retried by a later
+    # sweep, never while it may still run.
+    claimed_until = now + timedelta(seconds=settings.REFRESH_TASK_EXPIRES + 60)
+    with transaction.atomic():
+        due = (
+            Token.objects.due(now)
+            .order_by("next_refresh_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
+        )
+        ids = list(due)
+        if ids:
+            Token.objects.filter(pk__in=ids).update(claimed_until=claimed_until)
+    return ids
+
+
+def sweep(now: datetime | None = None) -> int:
+    """Claim due tokens and enqueue a refresh task for each; returns how many."""
+    from portals.tasks import refresh_due_token
+
+    ids = claim_due_tokens(now)
+    for token_id in ids:
+        refresh_due_token.apply_async((token_id,), expires=settings.REFRESH_TASK_EXPIRES)
+    if ids:
+        log.info("sweep: enqueued %d token refresh(es)", len(ids))
+    return len(ids)
+
+
+def refresh_if_due(token_id: int, now: datetime | None = None) -> str:
+    """The task body: refresh one token if it is still due. Returns what happened, in a word.
+
+    Re-checking due-ness makes a duplicate or redelivered task harmless: once one run has
+    refreshed the token, its next refresh time lies in the future and the others skip.
+    """
+    now = now or timezone.now()
+    token = Token.objects.select_related("portal", "app").filter(pk=token_id).first()
+    if token is None or token.status not in REFRESHABLE_STATUSES:
+        return "skipped"
+    if token.next_refresh_at is None or token.next_refresh_at > now:
+        return "not-due"
+    try:
+        result = refresh_token(token, RefreshAttempt.Kind.SCHEDULED, wait=False)
+    except (OAuthError, TokenError) as err:
+        # Already recorded on the token and escalated by the refresh service.
+        log.info(
+            "token %s: scheduled refresh failed: %s",
+            token.reference,
+            err.code if isinstance(err, OAuthError) else type(err).__name__,
+        )
+        return "failed"
+    return "refreshed" if result is not None else "busy"
+
+
+def lease_remaining(token_id: int) -> float:
+    """Seconds until another process's refresh claim on the token is presumed dead."""
+    started = Token.objects.filter(pk=token_id).values_list("refresh_started_at", flat=True)
+    started_at = started.first()
+    if started_at is None:
+        return 0.0
+    lease_end = started_at + timedelta(seconds=settings.TOKEN_REFRESH_LEASE)
+    return max(0.0, (lease_end - timezone.now()).total_seconds())
