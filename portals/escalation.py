@@ -55,7 +55,7 @@ def on_recovery(token: Token) -> None:
 def _transient_failures_in_window() -> int:
     since = timezone.now() - OUTAGE_WINDOW
     return Token.objects.filter(
-        status=TokenStatus.REFRESH_FAILING, failing_since__gte=since
+        status=TokenStatus.REFRESH_FAILING, last_failure_at__gte=since
     ).count()
 
 

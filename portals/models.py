@@ -177,7 +177,10 @@ class Token(models.Model):
     )
     last_error_code = models.CharField(max_length=100, blank=True)
     last_error = models.TextField("last error", blank=True)
-    failing_since = models.DateTimeField(null=True, blank=True)
+    failing_since = models.DateTimeField(
+        null=True, blank=True, help_text="First failure of the current episode."
+    )
+    last_failure_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -249,10 +249,11 @@ def _mark_failed(token: Token, err: OAuthError, status: str, next_refresh_at) ->
         last_error_code=err.code[:100],
         last_error=err.message(),
         failing_since=Coalesce(F("failing_since"), now),
+        last_failure_at=now,
         next_refresh_at=next_refresh_at,
     )
     token.status, token.failure_count = status, token.failure_count + 1
-    token.failing_since = token.failing_since or now
+    token.failing_since, token.last_failure_at = token.failing_since or now, now
     token.last_error_code, token.last_error = err.code[:100], err.message()
     token.next_refresh_at, token.refresh_started_at = next_refresh_at, None
 
