@@ -265,9 +265,11 @@ class TokenAdmin(admin.ModelAdmin):
             try:
                 refresh(reference)
             except (OAuthError, TokenError) as err:
-                self.message_user(request, f"{reference}: {err}", messages.ERROR)
+                self.message_user(
+                    request, f"“{reference}” was not refreshed: {err}", messages.ERROR
+                )
             else:
-                self.message_user(request, f"{reference}: refreshed.", messages.SUCCESS)
+                self.message_user(request, f"Refreshed “{reference}”.", messages.SUCCESS)
 
     @admin.action(description="Disable (stop refreshing)")
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -72,14 +72,20 @@ class Rule:
     retry_after: float | None = None  # minimum wait when the provider documents one
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class HttpRequest:
+    """What a backend wants posted. Its URL, body, auth or headers hold a credential, so its
+    repr shows none of them."""
+
     url: str
     params: Mapping[str, str] | None = None  # query string
     data: Mapping[str, str] | None = None  # form body
     json: Any = None  # JSON body
     auth: tuple[str, str] | None = None  # HTTP Basic
     headers: Mapping[str, str] | None = None
+
+    def __repr__(self) -> str:
+        return "HttpRequest(<hidden: holds credentials>)"
 
 
 @dataclass(frozen=True)
@@ -117,10 +123,14 @@ _TRANSPORT_FAILURES: tuple[tuple[type[requests.RequestException], str, str], ...
         # Ambiguous: the request may have been processed, and no API here takes an
         # idempotency key, so a retry can deliver twice. For an alert that is acceptable.
         "read_timeout",
-        "did not answer within {1:g} s (the message may have been delivered anyway, so a "
-        "retry can deliver it twice)",
+        "did not answer within {1:g} s; the message may have been delivered anyway, so a "
+        "retry can deliver it twice",
     ),
-    (requests.ConnectionError, "connection_error", "could not be reached (refused, reset or TLS)"),
+    (
+        requests.ConnectionError,
+        "connection_error",
+        "could not be reached: connection refused, reset or TLS failure",
+    ),
     (requests.RequestException, "request_error", "could not be reached"),
 )
 _BAD_URL = (
@@ -303,6 +313,7 @@ class Backend:
                 auth=request.auth,
                 headers=headers,
                 timeout=self.timeout,
+                # A redirected POST turns into a GET, possibly to another host: never follow.
                 allow_redirects=False,
             )
         except requests.RequestException as err:

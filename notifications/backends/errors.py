@@ -46,7 +46,7 @@ class DeliveryError(Exception):
         if self.advice:
             text += f" {self.advice}"
         if self.retry_after is not None:
-            text += f" The provider asked to wait {self.retry_after:g} s before retrying."
+            text += f" Retry in no less than {self.retry_after:g} s."
         return text
 
     def __repr__(self) -> str:

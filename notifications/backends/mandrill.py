@@ -31,6 +31,7 @@ _RETRY = "This is temporary; the delivery will be retried."
 _FIX_ADDRESS = "Choose another address for this channel, or remove it from Mandrill's Rejection "
 _FIX_ADDRESS += "Blacklist if the cause is fixed, then re-enable the channel."
 _BOUNCED = Rule(True, _FIX_ADDRESS)
+_BUG = Rule(True, "This is a bug in b24keeper, please report it.")
 _SUCCESS = frozenset({"sent", "queued", "scheduled"})
 
 
@@ -103,16 +104,26 @@ class MandrillBackend(Backend):
 
     def deliver(self, message: Message) -> SendResult:
         email = self._email(message)
+        connection = email.connection
+        connection.open()
+        # anymail's Mandrill backend posts its JSON without a Content-Type, and Mandrill has
+        # answered such requests with "ValidationError: You must specify a key value".
+        connection.session.headers["Content-Type"] = "application/json"
         try:
             email.send()
         except AnymailRequestsAPIError as err:
             failure = self._api_failure(err)
         except AnymailError as err:
             failure = self.error(
-                type(err).__name__, "anymail refused to build the message", from_provider=False
+                type(err).__name__,
+                "could not be given the message: anymail refused to build it",
+                fallback=_BUG,
+                from_provider=False,
             )
         else:
             return self._recipient_result(email)
+        finally:
+            connection.close()
         # Raised outside the `except` on purpose: the anymail error keeps the payload (which
         # holds the API key) as an attribute; it must not travel with our error.
         raise failure
@@ -159,21 +170,26 @@ class MandrillBackend(Backend):
 
     def _recipient_result(self, email: EmailMultiAlternatives) -> SendResult:
         status = email.anymail_status  # type: ignore[attr-defined]
+        recipients = {address.lower(): r for address, r in status.recipients.items()}
+        recipient = recipients.get(self.destination.lower(), next(iter(recipients.values()), None))
+        # anymail keeps no reject_reason or queued_reason; those come from the raw answer.
         item = self._raw_item(status.esp_response)
         answer = HttpAnswer(200, item, None)
-        outcome = str(item.get("status") or "")
-        if outcome in ("rejected", "invalid"):
-            reason = str(item.get("reject_reason") or outcome)
-            raise self.error(reason, f"{outcome} {self.destination}", answer, from_provider=False)
-        if outcome not in _SUCCESS:
-            raise self.unexpected(answer, f"answered with recipient status {outcome!r}")
-        detail = f"Mandrill {outcome} the email"
+        if recipient is None:
+            raise self.unexpected(answer, "answered without a status for the recipient")
+        if recipient.status in ("rejected", "invalid"):
+            reason = str(item.get("reject_reason") or recipient.status)
+            message = f"{recipient.status} {self.destination}"
+            raise self.error(reason, message, answer, from_provider=False)
+        if recipient.status not in _SUCCESS:
+            raise self.unexpected(answer, f"answered with recipient status {recipient.status!r}")
+        detail = f"Mandrill {recipient.status} the email"
         if item.get("queued_reason"):  # e.g. hourly-quota-exhausted: it goes out later
             detail += f" ({item['queued_reason']})"
-        return SendResult(provider_message_id=str(item.get("_id") or ""), detail=detail + ".")
+        return SendResult(provider_message_id=recipient.message_id or "", detail=detail + ".")
 
     def _raw_item(self, response: requests.Response | None) -> dict[str, Any]:
-        """Our recipient's object from Mandrill's answer (anymail keeps no reject_reason)."""
+        """Our recipient's object from Mandrill's raw answer."""
         try:
             items = response.json() if response is not None else []
         except ValueError:
