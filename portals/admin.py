@@ -108,6 +108,7 @@ class TokenAdmin(admin.ModelAdmin):
     list_display = [
         "reference",
         "portal",
+        "owner",
         "status_badge",
         "expires_in_display",
         "last_refreshed_at",
@@ -115,8 +116,9 @@ class TokenAdmin(admin.ModelAdmin):
         "failure_count",
         "open_incident",
     ]
-    list_filter = ["status", "portal", "app"]
-    list_select_related = ["portal", "app"]
+    list_filter = ["status", "portal", "app", "owner"]
+    list_select_related = ["portal", "app", "owner"]
+    autocomplete_fields = ["owner"]
     search_fields = ["reference", "portal__domain", "portal__member_id"]
     actions = ["refresh_now", "disable", "enable"]
     readonly_fields = [
@@ -140,7 +142,7 @@ class TokenAdmin(admin.ModelAdmin):
         "attempt_history",
     ]
     fieldsets = [
-        (None, {"fields": ["reference", "portal", "app", "status_badge"]}),
+        (None, {"fields": ["reference", "portal", "app", "owner", "status_badge"]}),
         (
             "Token",
             {
@@ -300,7 +302,7 @@ class TokenAdmin(admin.ModelAdmin):
             form = ConnectPortalForm(request.POST or None)
         if request.method == "POST" and not preview and form.is_valid():
             try:
-                token = connect_portal(ConnectInput(**form.cleaned_data))
+                token = connect_portal(ConnectInput(**form.cleaned_data, owner_id=request.user.pk))
             except ValidationError as err:
                 _add_errors(form, err)
             except ConnectError as err:

@@ -52,6 +52,7 @@ class ConnectInput:
     code: str
     reference: str = "token"
     app_name: str = ""
+    owner_id: int | None = None  # the staff user responsible; alerts name them
 
     def __repr__(self) -> str:  # the secret and code stay out of tracebacks
         return f"ConnectInput(portal={self.portal!r}, client_id={self.client_id!r})"
@@ -76,7 +77,7 @@ def clean_input(data: ConnectInput) -> ConnectInput:
             errors[field] = err.messages
     if errors:
         raise ValidationError(errors)
-    return ConnectInput(app_name=data.app_name.strip(), **cleaned)
+    return ConnectInput(app_name=data.app_name.strip(), owner_id=data.owner_id, **cleaned)
 
 
 def _required(value: str, what: str) -> str:
@@ -168,6 +169,7 @@ def _store_connection(data: ConnectInput, grant: TokenGrant, started, duration_m
     token = Token.objects.filter(portal=portal, app=app).first() or Token(portal=portal, app=app)
     now = timezone.now()
     token.reference = data.reference
+    token.owner_id = data.owner_id or token.owner_id
     token.access_token, token.refresh_token = grant.access_token, grant.refresh_token
     token.expires_at, token.scope = grant.expires_at, data.scope
     token.server_endpoint, token.client_endpoint = grant.server_endpoint, grant.client_endpoint

@@ -146,6 +146,14 @@ class Token(models.Model):
         unique=True,
         help_text="The name other code uses to get this token: get_access_token('token').",
     )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_tokens",
+        help_text="The staff member responsible for this token; alerts name them.",
+    )
     status = models.CharField(
         max_length=20, choices=TokenStatus.choices, default=TokenStatus.AWAITING_CODE
     )

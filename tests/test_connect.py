@@ -52,6 +52,7 @@ def test_it_connects_through_the_command_and_stores_the_token(fake_bitrix, capsy
     assert token.version == 1
     assert token.app.scope == "crm,user"
     assert "Connected acme.bitrix24.com" in capsys.readouterr().out
+    assert token.owner is None
     attempt = RefreshAttempt.objects.get()
     assert (attempt.kind, attempt.outcome) == ("code_exchange", "success")
 

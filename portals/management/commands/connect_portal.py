@@ -1,6 +1,7 @@
 """manage.py connect_portal --portal P --client-id C --client-secret S --scope crm,user --code X
 [--reference token]: the "Add task" form for scripts."""
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -18,8 +19,10 @@ class Command(BaseCommand):
         parser.add_argument("--code", required=True, help="the code; it lives 30 seconds")
         parser.add_argument("--reference", default="token", help="name other code uses")
         parser.add_argument("--name", default="", help="display name of the app credentials")
+        parser.add_argument("--owner", default="", help="username of the responsible staff user")
 
     def handle(self, *args: object, **options: str) -> None:
+        owner_id = _owner_id(options["owner"]) if options["owner"] else None
         data = ConnectInput(
             portal=options["portal"],
             client_id=options["client_id"],
@@ -28,6 +31,7 @@ class Command(BaseCommand):
             code=options["code"],
             reference=options["reference"],
             app_name=options["name"],
+            owner_id=owner_id,
         )
         try:
             token = connect_portal(data)
@@ -42,6 +46,13 @@ class Command(BaseCommand):
                 f"expires at {token.expires_at:%Y-%m-%d %H:%M:%S %Z}."
             )
         )
+
+
+def _owner_id(username: str) -> int:
+    user = get_user_model().objects.filter(username=username, is_staff=True).first()
+    if user is None:
+        raise CommandError(f"--owner: no staff user “{username}”; create one or leave it out.")
+    return user.pk
 
 
 def _describe(err: ValidationError) -> str:
