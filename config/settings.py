@@ -204,6 +204,7 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # urllib3 logs full request URLs at DEBUG; our URLs carry no secret, but keep it quiet.
+    # urllib3 logs full request URLs at DEBUG, and Telegram's URL holds the bot token (the
+    # Telegram backend filters it, RedactSecretsFilter too): keep urllib3 at WARNING anyway.
     "loggers": {"urllib3": {"level": "WARNING"}},
 }
