@@ -17,7 +17,7 @@ from portals import crypto
 from portals.connect import ConnectError, ConnectInput, authorize_url, connect_portal
 from portals.errors import OAuthError
 from portals.forms import ConnectPortalForm
-from portals.models import AppCredentials, Portal, Token, TokenStatus
+from portals.models import AppCredentials, Portal, RefreshAttempt, Token, TokenStatus
 from portals.tokens import TokenError, refresh
 
 STATUS_COLOURS = {
@@ -338,3 +338,20 @@ def _authorize_url_for(data: QueryDict) -> str:
         return authorize_url(portal, client_id)
     except (ValidationError, OAuthError):
         return ""
+
+
+@admin.register(RefreshAttempt)
+class RefreshAttemptAdmin(admin.ModelAdmin):
+    """The audit log, read-only: every exchange and refresh, never a secret."""
+
+    list_display = ["started_at", "token", "kind", "outcome", "error_code", "http_status"]
+    list_filter = ["outcome", "kind"]
+    list_select_related = ["token"]
+    search_fields = ["token__reference", "error_code"]
+    date_hierarchy = "started_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -83,6 +83,7 @@ def test_it_connects_through_the_admin_form_and_shows_only_masks(fake_bitrix, ad
     token = Token.objects.get(reference="token")
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:portals_token_change", args=[token.pk])
+    assert token.owner.username == "admin"  # who connected it answers for it
     pages = [
         admin_client.get(response["Location"]),
         admin_client.get(reverse("admin:portals_token_changelist")),
