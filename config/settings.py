@@ -192,6 +192,25 @@ NOTIFY_CONNECT_TIMEOUT = env.float("NOTIFY_CONNECT_TIMEOUT", default=5.0)
 NOTIFY_READ_TIMEOUT = env.float("NOTIFY_READ_TIMEOUT", default=20.0)
 # The language of alert texts: "en" or "ru".
 NOTIFY_LANGUAGE = env.str("NOTIFY_LANGUAGE", default="en")
+# A new alert or recovery notice waits this long before it is sent, so that the other failures
+# of a storm can join it in one digest.
+NOTIFY_HOLD_SECONDS = env.float("NOTIFY_HOLD_SECONDS", default=30.0)
+# More than this many deliveries on one channel within NOTIFY_STORM_WINDOW_SECONDS (or waiting
+# at once) is a storm: they go out as one digest per channel.
+NOTIFY_STORM_THRESHOLD = env.int("NOTIFY_STORM_THRESHOLD", default=5)
+NOTIFY_STORM_WINDOW_SECONDS = env.float("NOTIFY_STORM_WINDOW_SECONDS", default=300.0)
+# A storm that keeps growing is sent anyway once its oldest alert has waited this long.
+NOTIFY_STORM_MAX_WAIT_SECONDS = env.float("NOTIFY_STORM_MAX_WAIT_SECONDS", default=300.0)
+# Send attempts per delivery (transient errors) before it is marked failed, and the backoff
+# between them: base * 2^(attempt-1), capped, with jitter.
+NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=5)
+NOTIFY_RETRY_BASE_SECONDS = env.float("NOTIFY_RETRY_BASE_SECONDS", default=30.0)
+NOTIFY_RETRY_MAX_SECONDS = env.float("NOTIFY_RETRY_MAX_SECONDS", default=900.0)
+# A delivery left "sending" this long was cut off by a dead worker and is sent again.
+NOTIFY_SENDING_LEASE_SECONDS = env.float("NOTIFY_SENDING_LEASE_SECONDS", default=300.0)
+# Seconds between runs of the notifications sweep (reminders, lost tasks); used only when its
+# periodic task is first created.
+NOTIFY_SWEEP_INTERVAL_SECONDS = env.int("NOTIFY_SWEEP_INTERVAL_SECONDS", default=60)
 
 # --- Logging --------------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")

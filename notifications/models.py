@@ -1,7 +1,15 @@
-"""Incidents: one per token per failure episode (or one for a provider-wide outage)."""
+"""Incidents (one per token per failure episode, or one for a provider-wide outage), the
+channels that alerts go to, and one delivery row per incident event and channel."""
+
+import json
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
+
+from notifications.backends import BACKENDS, Backend, ConfigurationError, get_backend
+from portals.crypto import DecryptionError
+from portals.fields import EncryptedTextField
 
 
 class Incident(models.Model):
@@ -51,3 +59,175 @@ class Incident(models.Model):
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
+
+
+# --- Channels and deliveries ----------------------------------------------------------------
+KIND_CHOICES = [(kind, backend.label) for kind, backend in BACKENDS.items()]
+
+
+class ChannelQuerySet(models.QuerySet):
+    def enabled(self) -> "ChannelQuerySet":
+        return self.filter(enabled=True)
+
+    def covering(self, incident: Incident) -> "ChannelQuerySet":
+        """Enabled channels that should hear about `incident`: an outage concerns everyone."""
+        channels = self.enabled()
+        if incident.kind == Incident.Kind.OUTAGE or incident.token_id is None:
+            return channels
+        token_id = incident.token_id
+        chosen = Q(covers_all_tokens=True) | Q(portals__tokens=token_id) | Q(tokens=token_id)
+        # A subquery rather than DISTINCT: the joins repeat a channel per matching row.
+        return channels.filter(pk__in=channels.filter(chosen).values("pk"))
+
+
+class Channel(models.Model):
+    """One place alerts go: a provider account (credentials) and one recipient (destination)."""
+
+    kind = models.CharField("provider", max_length=20, choices=KIND_CHOICES)
+    name = models.CharField(max_length=200, help_text="Shown in the admin, e.g. “Ann's phone”.")
+    # JSON object of the backend's credential_fields, encrypted at rest like client secrets.
+    credentials = EncryptedTextField(blank=True, editable=False)
+    destination = models.CharField(
+        max_length=255,
+        help_text="Where alerts go: a phone number in E.164 form (+15550100123) for SMS, an "
+        "email address for email, a Telegram chat id (987654321, -100…) or @channel.",
+    )
+    enabled = models.BooleanField(
+        default=True, help_text="Off: nothing is sent here; queued alerts wait until it is on."
+    )
+    covers_all_tokens = models.BooleanField(
+        "all tokens",
+        default=True,
+        help_text="On: alerts of every token come here. Off: only the portals and tokens "
+        "chosen below. Outage alerts come to every enabled channel.",
+    )
+    portals = models.ManyToManyField(
+        "portals.Portal",
+        blank=True,
+        related_name="channels",
+        help_text="With “all tokens” off: alerts of every token of these portals.",
+    )
+    tokens = models.ManyToManyField(
+        "portals.Token",
+        blank=True,
+        related_name="channels",
+        help_text="With “all tokens” off: alerts of these tokens.",
+    )
+    max_per_hour = models.PositiveIntegerField(
+        "at most per hour",
+        default=20,
+        help_text="Messages this channel sends in any hour (a digest counts as one); more wait "
+        "for the hour to pass and then go out as one digest. 0: no limit.",
+    )
+    remind_every_minutes = models.PositiveIntegerField(
+        "remind every (minutes)",
+        default=0,
+        help_text="While an incident stays open, repeat its alert this often. 0: no reminders.",
+    )
+    last_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.TextField(
+        blank=True,
+        editable=False,
+        help_text="Why b24keeper switched this channel off (a permanent provider error).",
+    )
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ChannelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    def get_credentials(self) -> dict[str, str]:
+        """The stored credentials; ConfigurationError when they cannot be read."""
+        try:
+            value = json.loads(self.credentials or "{}")
+        except DecryptionError as err:  # decrypted on first access when deferred
+            raise ConfigurationError(str(err)) from None
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise ConfigurationError(
+                f"The stored credentials of channel “{self.name}” are unreadable; enter them "
+                "again in the admin."
+            )
+        return {str(k): str(v) for k, v in value.items()}
+
+    def set_credentials(self, values: dict[str, str]) -> None:
+        self.credentials = json.dumps(values, sort_keys=True)
+
+    def backend(self) -> Backend:
+        """The provider backend for this channel; ConfigurationError when it cannot work."""
+        return get_backend(self.kind, self.get_credentials(), self.destination)
+
+
+class Delivery(models.Model):
+    """One message about one incident event on one channel; the unit of sending and retrying.
+
+    The unique constraint makes creating a delivery idempotent: a repeated signal or two
+    reminder sweeps can never produce a second message for the same event.
+    """
+
+    class Event(models.TextChoices):
+        OPENED = "opened", "Alert"
+        REMINDER = "reminder", "Reminder"
+        RESOLVED = "resolved", "Recovery notice"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Not needed"
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=10, choices=Event.choices)
+    sequence = models.PositiveIntegerField(
+        default=0, help_text="Reminders: how many reminder intervals after the alert; else 0."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveIntegerField(default=0, help_text="Sends tried so far.")
+    provider_message_id = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True, help_text="The last failure, in words.")
+    digest = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="folded",
+        help_text="Sent inside the digest that this delivery led.",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When sending started.")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["incident", "channel", "event", "sequence"], name="one_delivery_per_event"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["channel", "next_attempt_at"],
+                name="delivery_queued_idx",
+                condition=Q(status="queued"),
+            ),
+            models.Index(fields=["channel", "created_at"], name="delivery_channel_created_idx"),
+            models.Index(fields=["channel", "sent_at"], name="delivery_channel_sent_idx"),
+        ]
+
+    def __str__(self) -> str:
+        reminder = f" {self.sequence}" if self.event == self.Event.REMINDER else ""
+        return f"{self.get_event_display()}{reminder} #{self.pk}"

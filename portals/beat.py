@@ -3,23 +3,18 @@ the admin's Periodic tasks (interval, enabled)."""
 
 from typing import Any
 
+from config.beat import ensure_periodic_task
+
 SWEEP_TASK = "portals.tasks.sweep_due_tokens"
-SWEEP_NAME = "Sweep due tokens"
 
 
 def ensure_sweep_schedule(periodic_task_model: Any, interval_model: Any, seconds: int) -> None:
-    """Create the sweep's periodic task unless it exists; an edited one is left alone.
-
-    Takes the model classes so the data migration can pass its historical models.
-    """
-    if periodic_task_model.objects.filter(task=SWEEP_TASK).exists():
-        return
-    interval, _ = interval_model.objects.get_or_create(every=seconds, period="seconds")
-    periodic_task_model.objects.create(
-        name=SWEEP_NAME,
+    ensure_periodic_task(
+        periodic_task_model,
+        interval_model,
         task=SWEEP_TASK,
-        interval=interval,
-        enabled=True,
+        name="Sweep due tokens",
+        seconds=seconds,
         description="Finds the tokens that are due and enqueues one refresh task for each. "
         "One task for all portals; change its interval here.",
     )
