@@ -60,6 +60,10 @@ class ChannelAdmin(admin.ModelAdmin):
     _health = ["last_sent_at", "last_error", "last_error_at", "disabled_reason", "disabled_at"]
     readonly_fields = ["state", "stored_credentials", *_health, "created_at", "updated_at"]
 
+    class Media:
+        # On the add form, show only the chosen provider's credential fields.
+        js = ["notifications/channel_form.js"]
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
             super()
@@ -85,7 +89,10 @@ class ChannelAdmin(admin.ModelAdmin):
             title = f"{backend.label} credentials"
             description = None if obj else f"Only for a {backend.label} channel."
             fields = ["stored_credentials", *names] if obj else names
-            fieldsets.append((title, {"fields": fields, "description": description}))
+            classes = [f"provider-credentials provider-{kind}"]
+            fieldsets.append(
+                (title, {"fields": fields, "description": description, "classes": classes})
+            )
         fieldsets += [
             ("Which tokens", {"fields": ["covers_all_tokens", "portals", "tokens"]}),
             ("Limits and reminders", {"fields": ["max_per_hour", "remind_every_minutes"]}),

@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 from portals.models import Token
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
@@ -36,6 +37,9 @@ def page():
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser.new_page()
         browser.close()
+        # Playwright's sync API runs in a greenlet, which Django sees as another context with
+        # its own database connection: close it, or it keeps the test database busy.
+        connections.close_all()
 
 
 def test_staff_connect_a_portal_from_the_add_task_page(page, live_server, fake_bitrix, tmp_path):
@@ -86,3 +90,35 @@ def test_a_stale_code_shows_bitrix_error_on_the_form(page, live_server, fake_bit
     error = page.locator(".errorlist").first.inner_text()
     assert "expired_token" in error and "30 seconds" in error
     assert not Token.objects.exists()
+
+
+def test_staff_add_a_telegram_channel_and_send_a_test_message(page, live_server, settings):
+    from notifications.models import Channel
+    from tests.fakes.provider_telegram import BOT_TOKEN, CHAT_ID, FakeTelegram
+
+    get_user_model().objects.create_superuser("staff", "", "staff-pass-1")
+    with FakeTelegram() as telegram:
+        settings.TELEGRAM_API_URL = telegram.base_url
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/notifications/channel/add/")
+        page.fill("#id_username", "staff")
+        page.fill("#id_password", "staff-pass-1")
+        page.click("input[type=submit]")
+        page.fill("#id_name", "On-call Telegram")
+        page.select_option("#id_kind", "telegram")
+        # Only the chosen provider's credentials are on screen.
+        assert page.locator("fieldset.provider-telegram").is_visible()
+        assert not page.locator("fieldset.provider-twilio").is_visible()
+        page.fill("#id_destination", str(CHAT_ID))
+        page.locator("fieldset.provider-telegram input").first.fill(BOT_TOKEN)
+        page.click("input[name=_save]")
+        page.wait_for_selector("text=was added successfully")
+
+        page.check("input[name=_selected_action]")
+        page.select_option("select[name=action]", "send_test_message")
+        page.click("button[name=index]")
+        page.wait_for_selector(".messagelist")
+        answer = page.locator(".messagelist").inner_text()
+        assert "4711" in answer or "sent" in answer.lower(), answer
+        assert BOT_TOKEN not in page.content()
+        assert len(telegram.requests) == 1
+    assert Channel.objects.get().credentials
