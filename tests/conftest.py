@@ -75,4 +75,3 @@ def celery(tmp_path, broker_url, fake_bitrix):
 
     with CeleryProcesses(tmp_path, broker_url) as procs:
         yield procs
-
