@@ -145,6 +145,9 @@ OUTAGE_MIN_TOKENS = env.int("OUTAGE_MIN_TOKENS", default=5)
 REFRESH_MAX_PER_SWEEP = env.int("REFRESH_MAX_PER_SWEEP", default=2000)
 # Seconds a queued refresh task stays valid; older ones are dropped, the next sweep re-queues.
 REFRESH_TASK_EXPIRES = env.int("REFRESH_TASK_EXPIRES", default=300)
+# Retrying a transient refresh failure: base * 2^(failures-1) seconds, jittered, capped.
+REFRESH_BACKOFF_BASE_SECONDS = env.float("REFRESH_BACKOFF_BASE_SECONDS", default=30.0)
+REFRESH_BACKOFF_MAX_SECONDS = env.float("REFRESH_BACKOFF_MAX_SECONDS", default=900.0)
 # Seconds between sweeps, used only when the sweep's periodic task is first created.
 SWEEP_INTERVAL_SECONDS = env.int("SWEEP_INTERVAL_SECONDS", default=60)
 

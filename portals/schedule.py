@@ -7,12 +7,12 @@ the sweep and the refresh service agree on them.
 import random
 from datetime import datetime, timedelta
 
+from django.conf import settings
+
 from portals.models import AppCredentials
 
 # Never plan a refresh closer to expiry than this: leaves room for a retry or two.
 EXPIRY_SAFETY = timedelta(minutes=3)
-BACKOFF_BASE_SECONDS = 30
-BACKOFF_CAP_SECONDS = 15 * 60
 # Spread refreshes by up to this share of their interval, so tokens connected together drift
 # apart instead of all firing in the same second forever.
 JITTER_SHARE = 0.1
@@ -40,8 +40,10 @@ def next_refresh_after_success(
 
 
 def backoff_delay(failure_count: int) -> timedelta:
-    """Exponential backoff with full jitter: 30 s, 60 s, 120 s … capped at 15 minutes."""
-    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(failure_count - 1, 0))
+    """Exponential backoff with jitter: 30 s, 60 s, 120 s … capped at 15 minutes by default
+    (REFRESH_BACKOFF_BASE_SECONDS, REFRESH_BACKOFF_MAX_SECONDS)."""
+    base, cap = settings.REFRESH_BACKOFF_BASE_SECONDS, settings.REFRESH_BACKOFF_MAX_SECONDS
+    ceiling = min(cap, base * 2 ** max(failure_count - 1, 0))
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 

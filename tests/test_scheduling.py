@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 from collections import Counter
 from datetime import timedelta
 
@@ -126,3 +127,48 @@ def test_a_second_sweep_claims_nothing_the_first_claimed(fake_bitrix):
     assert not set(first) & set(second)
     assert claim_due_tokens() == []
     assert Token.objects.filter(status=TokenStatus.ACTIVE).count() == 5
+
+
+def test_failures_through_real_worker_and_beat(fake_bitrix, tmp_path, broker_url, sweep_schedule):
+    """Blips stay quiet; trouble before expiry opens one incident; a permanent error opens one
+    at once and stops; recovery and re-connection resolve — all through beat and a worker."""
+    from tests.processes import CeleryProcesses
+
+    token = connect(fake_bitrix)
+    fast_backoff = {"REFRESH_BACKOFF_BASE_SECONDS": "0.3", "REFRESH_BACKOFF_MAX_SECONDS": "0.5"}
+    with CeleryProcesses(tmp_path, broker_url, **fast_backoff) as celery:
+        celery.worker(concurrency=1)
+        celery.beat()
+        # 3 transient failures, then success: no incident.
+        fake_bitrix.fail_next("status", count=3, status=503)
+        make_due(token)
+        wait_until(lambda: versions()["token"] == 2, 30, "recovery after 3 failures")
+        assert not Incident.objects.exists()
+        assert token.attempts.filter(outcome="transient_error").count() == 3
+
+        # Transient failures while the access token is about to expire: one incident.
+        fake_bitrix.fail_next("status", count=1000, status=502)
+        Token.objects.filter(pk=token.pk).update(expires_at=timezone.now() + timedelta(seconds=40))
+        make_due(token)
+        wait_until(lambda: Incident.objects.filter(occurrences__gte=3).exists(), 30, "repeats")
+        assert Incident.objects.count() == 1
+        fake_bitrix.clear_faults()
+        wait_until(lambda: Incident.objects.get().resolved_at is not None, 30, "resolved")
+
+        # A permanent error: one incident at once, and refreshing stops.
+        fake_bitrix.set_installed(token.app.client_id, token.portal.domain, False)
+        make_due(token)
+        wait_until(lambda: Token.objects.get().status == TokenStatus.UNINSTALLED, 30, "stop")
+        requests_then = fake_bitrix.count(grant_type="refresh_token")
+        make_due(token)
+        wait_until(lambda: "sweep_due_tokens" in celery.log("w1"), 5, "sweeps")
+        time.sleep(3)  # three more sweeps
+        assert fake_bitrix.count(grant_type="refresh_token") == requests_then
+        permanent = Incident.objects.get(resolved_at=None)
+        assert permanent.permanent and permanent.occurrences == 1
+
+    # Re-connecting resolves it.
+    fake_bitrix.set_installed(token.app.client_id, token.portal.domain, True)
+    connect(fake_bitrix)
+    permanent.refresh_from_db()
+    assert permanent.resolved_at is not None

@@ -141,6 +141,11 @@ class FakeBitrix(BitrixState):
         with self._lock:
             self._faults.extend([(kind, status)] * count)
 
+    def clear_faults(self) -> None:
+        """Drop the faults not yet consumed: the server is healthy again."""
+        with self._lock:
+            self._faults.clear()
+
     def count(self, grant_type: str | None = None, ok_only: bool = False) -> int:
         """Token requests seen; ok_only keeps those where the server granted a new pair
         (a "drop_response" counts: the server rotated even though the client never heard)."""
