@@ -163,3 +163,14 @@ def snapshot(worker_pids: list[int]) -> dict[str, float]:
         "_total": total / CLOCK_TICKS,
         "_redis_commands": float(info["total_commands_processed"]),
     }
+
+
+def warn_if_busy(seconds: float = 2.0) -> None:
+    """The figures only mean something on an otherwise idle machine."""
+    busy0, total0 = system_ticks()
+    time.sleep(seconds)
+    busy1, total1 = system_ticks()
+    share = (busy1 - busy0) / max(total1 - total0, 1)
+    print(f"machine busy before the run: {share:.0%}")
+    if share > 0.15:
+        print("WARNING: something else is using the CPU; the figures below will be off")

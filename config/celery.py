@@ -3,9 +3,20 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("b24keeper")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _drop_stale_connections(**kwargs: object) -> None:
+    # With CELERY_DB_REUSE_MAX, connections outlive tasks: a connection broken by a database
+    # restart, or older than CONN_MAX_AGE, is dropped here instead of failing later tasks.
+    from django.db import close_old_connections
+
+    close_old_connections()

@@ -86,6 +86,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;"
         ),
     }
+else:
+    # Keep connections between requests and tasks: a new PostgreSQL session per refresh cost
+    # half the CPU of a refresh in bench/refresh_cycle.py. Health checks drop a dead one.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=300)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -129,6 +134,8 @@ BITRIX_ALLOW_HTTP = env.bool("BITRIX_ALLOW_HTTP", default=False)
 BITRIX_DEFAULT_ZONE = env.str("BITRIX_DEFAULT_ZONE", default="bitrix24.ru")
 BITRIX_CONNECT_TIMEOUT = env.float("BITRIX_CONNECT_TIMEOUT", default=5.0)
 BITRIX_READ_TIMEOUT = env.float("BITRIX_READ_TIMEOUT", default=15.0)
+# Keep-alive connections kept per host: at least the worker's concurrency (threads pool).
+BITRIX_HTTP_POOL_SIZE = env.int("BITRIX_HTTP_POOL_SIZE", default=32)
 # How long a caller of get_access_token() waits for another process's refresh to finish.
 TOKEN_REFRESH_WAIT = env.float("TOKEN_REFRESH_WAIT", default=20.0)
 # A refresh marked as started longer ago than this is presumed dead (its process crashed).
@@ -179,6 +186,9 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fix-up closes the database connection around every task unless told to
+# reuse it; config/celery.py still drops broken or expired connections before each task.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 
 # --- Notification providers -----------------------------------------------------------------
 # Base URLs are settings so tests and staging can point them at a fake.

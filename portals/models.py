@@ -178,7 +178,7 @@ class Token(models.Model):
     # TOKEN_REFRESH_LEASE means the refreshing process died mid-call.
     refresh_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Scheduling: when the sweep should next enqueue this token, and its claim on it.
-    next_refresh_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    next_refresh_at = models.DateTimeField(null=True, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     failure_count = models.PositiveIntegerField(
         default=0, help_text="Failed refreshes since the last success."
@@ -205,7 +205,13 @@ class Token(models.Model):
                 fields=["next_refresh_at"],
                 name="token_due_idx",
                 condition=Q(status__in=["active", "refresh_failing"]),
-            )
+            ),
+            # The outage check: tokens failing transiently within the last 10 minutes.
+            models.Index(
+                fields=["last_failure_at"],
+                name="token_failing_idx",
+                condition=Q(status="refresh_failing"),
+            ),
         ]
 
     def __str__(self) -> str:

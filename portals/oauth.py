@@ -15,6 +15,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 from django.conf import settings
+from requests.adapters import HTTPAdapter
 
 from portals.errors import OAuthError, PermanentOAuthError, classify, transient
 
@@ -59,7 +60,11 @@ class BitrixOAuthClient:
     def _shared_session(cls) -> requests.Session:
         # One pooled session per process: keep-alive to the authorization server.
         if cls._session is None:
-            cls._session = requests.Session()
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_maxsize=settings.BITRIX_HTTP_POOL_SIZE)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            cls._session = session
         return cls._session
 
     def _check_scheme(self, url: str, what: str) -> None:
