@@ -50,7 +50,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--settings",
         default="config.settings",
-        help="DJANGO_SETTINGS_MODULE of the workers and sweeper, e.g. bench.settings_reuse_db",
+        help="DJANGO_SETTINGS_MODULE of the workers and sweeper, e.g. config.settings",
     )
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     return parser.parse_args()
