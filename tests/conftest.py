@@ -1,6 +1,9 @@
 """Shared fixtures: the wire-level fake Bitrix24 server and a connected token."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from portals.connect import ConnectInput, connect_portal
 from tests.fakes.bitrix import FakeBitrix
@@ -33,6 +36,19 @@ def connect(fake: FakeBitrix, reference: str = "token", portal: str = PORTAL, **
         **overrides,
     }
     return connect_portal(ConnectInput(**data))
+
+
+def run_due(token, expires_in: timedelta | None = None) -> str:
+    """One scheduled refresh attempt, now: make the token due (optionally set its expiry) and
+    run the refresh task's body."""
+    from portals.models import Token
+    from portals.sweep import refresh_if_due
+
+    changes = {"next_refresh_at": timezone.now() - timedelta(seconds=1)}
+    if expires_in is not None:
+        changes["expires_at"] = timezone.now() + expires_in
+    Token.objects.filter(pk=token.pk).update(**changes)
+    return refresh_if_due(token.pk)
 
 
 @pytest.fixture

@@ -8,19 +8,9 @@ from django.utils import timezone
 from notifications import incidents
 from notifications.models import Incident
 from portals.models import Token, TokenStatus
-from portals.sweep import refresh_if_due
-from tests.conftest import CLIENT_ID, connect
+from tests.conftest import CLIENT_ID, connect, run_due
 
 pytestmark = pytest.mark.django_db
-
-
-def run_due(token: Token, expires_in: timedelta | None = None) -> str:
-    """One scheduled attempt, now: make the token due (and set its expiry) and run the task."""
-    changes = {"next_refresh_at": timezone.now() - timedelta(seconds=1)}
-    if expires_in is not None:
-        changes["expires_at"] = timezone.now() + expires_in
-    Token.objects.filter(pk=token.pk).update(**changes)
-    return refresh_if_due(token.pk)
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from django.utils import timezone
 from notifications import dispatch, incidents
 from notifications.models import Channel, Delivery, Incident
 from portals.models import Token
-from portals.sweep import refresh_if_due
-from tests.conftest import connect
+from tests.conftest import connect, run_due
 from tests.fakes.providers import is_gsm7
 from tests.notifications_helpers import PROVIDERS, make_channel, make_tokens, statuses
 from tests.processes import wait_until
@@ -37,15 +36,6 @@ def settled(count: int, **filters: object) -> None:
     """Wait until `count` deliveries (matching filters) are sent, failed or cancelled."""
     done = Delivery.objects.filter(status__in=SETTLED, **filters)
     wait_until(lambda: done.count() == count, 30, f"{count} settled deliveries")
-
-
-def run_due(token: Token, expires_in: timedelta | None = None) -> str:
-    """One scheduled refresh, now (as in test_escalation.py)."""
-    changes = {"next_refresh_at": timezone.now() - timedelta(seconds=1)}
-    if expires_in is not None:
-        changes["expires_at"] = timezone.now() + expires_in
-    Token.objects.filter(pk=token.pk).update(**changes)
-    return refresh_if_due(token.pk)
 
 
 def provider_ids(fakes) -> dict[str, str]:
