@@ -66,10 +66,14 @@ def get_access_token(reference: str, min_ttl: int = 300) -> str:
         return token.access_token
     try:
         token = refresh_token(token, Kind.ON_DEMAND, wait=True)
-    except OAuthError as err:
-        if err.permanent or not _still_good(token):
+    except (OAuthError, RefreshBusy) as err:
+        if getattr(err, "permanent", False) or not _still_good(token):
             raise
-        log.warning("token %s: refresh failed (%s); serving the current token", reference, err.code)
+        log.warning(
+            "token %s: refresh failed (%s); serving the current token",
+            reference,
+            getattr(err, "code", "busy"),
+        )
     return token.access_token
 
 
