@@ -1,0 +1,68 @@
+"""System checks (`manage.py check`, run at every start): settings that would only fail later,
+at the first refresh or the first alert, fail now with the setting's name and the fix."""
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+PROVIDER_URL_SETTINGS = (
+    "TWILIO_API_URL",
+    "MESSAGEBIRD_API_URL",
+    "UNISENDER_API_URL",
+    "MANDRILL_API_URL",
+    "TELEGRAM_API_URL",
+)
+
+
+@register()
+def check_encryption_keys(**kwargs: Any) -> list:
+    errors = []
+    for position, key in enumerate(settings.ENCRYPTION_KEYS, start=1):
+        try:
+            Fernet(key.strip().encode())
+        except ValueError:
+            errors.append(
+                Error(
+                    f"ENCRYPTION_KEYS: key {position} is not a Fernet key.",
+                    hint="Make one with: python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())'",
+                    id="b24keeper.E001",
+                )
+            )
+    return errors
+
+
+@register()
+def check_external_urls(**kwargs: Any) -> list:
+    problems = []
+    names = ("BITRIX_OAUTH_SERVER", *PROVIDER_URL_SETTINGS)
+    for name in names:
+        parts = urlsplit(getattr(settings, name))
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            problems.append(
+                Error(
+                    f"{name} is not an http(s) URL.",
+                    hint="Use e.g. https://host",
+                    id="b24keeper.E002",
+                )
+            )
+        elif parts.scheme == "http" and not (settings.DEBUG or settings.BITRIX_ALLOW_HTTP):
+            problems.append(
+                Warning(
+                    f"{name} uses plain http://: credentials would cross the network unencrypted.",
+                    hint="Use https:// outside tests and local fakes.",
+                    id="b24keeper.W001",
+                )
+            )
+    if settings.BITRIX_ALLOW_HTTP and not settings.DEBUG:
+        problems.append(
+            Warning(
+                "BITRIX_ALLOW_HTTP is on with DEBUG off: tokens may travel over plain http://.",
+                hint="Turn it off in production; it is meant for tests and local fakes.",
+                id="b24keeper.W002",
+            )
+        )
+    return problems

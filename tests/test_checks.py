@@ -1,0 +1,31 @@
+"""System checks name the setting that would otherwise fail at the first refresh or alert."""
+
+from django.core.checks import run_checks
+
+
+def ids(messages) -> set[str]:
+    return {message.id for message in messages}
+
+
+def test_a_malformed_encryption_key_is_an_error(settings):
+    settings.ENCRYPTION_KEYS = ["not-a-key"]
+    found = [m for m in run_checks() if m.id == "b24keeper.E001"]
+    assert found and "ENCRYPTION_KEYS" in found[0].msg
+
+
+def test_a_provider_url_that_is_not_http_is_an_error(settings):
+    settings.TELEGRAM_API_URL = "api.telegram.org"
+    found = [m for m in run_checks() if m.id == "b24keeper.E002"]
+    assert found and "TELEGRAM_API_URL" in found[0].msg
+
+
+def test_plain_http_outside_tests_is_a_warning(settings):
+    settings.BITRIX_ALLOW_HTTP, settings.DEBUG = False, False
+    settings.MANDRILL_API_URL = "http://mandrill.example.com/api/1.0"
+    assert "b24keeper.W001" in ids(run_checks())
+
+
+def test_the_shipped_defaults_pass(settings):
+    settings.BITRIX_ALLOW_HTTP = False
+    settings.BITRIX_OAUTH_SERVER = "https://oauth.bitrix.info"
+    assert not ids(run_checks()) & {"b24keeper.E001", "b24keeper.E002", "b24keeper.W001"}
