@@ -10,12 +10,17 @@ always sees the stored incident and a rolled-back failure alerts nobody.
     incident_resolved(sender=Incident, incident=...)  # the episode is over
 """
 
+from typing import TYPE_CHECKING
+
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
 
 from notifications.models import Incident
+
+if TYPE_CHECKING:
+    from portals.models import Token
 
 incident_opened = Signal()
 incident_updated = Signal()
@@ -26,7 +31,7 @@ def _send_on_commit(signal: Signal, incident: Incident) -> None:
     transaction.on_commit(lambda: signal.send(sender=Incident, incident=incident))
 
 
-def open_incident(token, *, code: str, message: str, permanent: bool) -> Incident:
+def open_incident(token: "Token", *, code: str, message: str, permanent: bool) -> Incident:
     """Open the token's incident, or count a repeat on the one already open."""
     open_now = Incident.objects.filter(token=token, kind=Incident.Kind.TOKEN, resolved_at=None)
     updated = open_now.update(
@@ -52,7 +57,7 @@ def open_incident(token, *, code: str, message: str, permanent: bool) -> Inciden
     return incident
 
 
-def resolve_for_token(token) -> int:
+def resolve_for_token(token: "Token") -> int:
     """Close the token's open incident, if any (a refresh succeeded or it was re-connected)."""
     incidents = list(Incident.objects.filter(token=token, resolved_at=None))
     for incident in incidents:
