@@ -193,10 +193,7 @@ def _mark_sent(channel: Channel, ids: list[int], result: SendResult) -> Outcome:
             provider_message_id=result.provider_message_id[:200],
             error="",
         )
-        changes: dict[str, object] = {"last_sent_at": now}
-        if result.new_destination:  # a Telegram group became a supergroup
-            changes["destination"] = result.new_destination
-        Channel.objects.filter(pk=channel.pk).update(**changes)
+        _record_success(channel, result, now)
     what = f"a digest of {len(ids)} deliveries" if len(ids) > 1 else f"delivery {ids[0]}"
     logger.info("channel %s (%s): sent %s: %s", channel.pk, channel.kind, what, result.detail)
     return Outcome("digest" if len(ids) > 1 else "sent")
@@ -266,8 +263,12 @@ def send_test(channel: Channel) -> tuple[bool, str]:
     except (ConfigurationError, PermanentDeliveryError, TransientDeliveryError) as err:
         Channel.objects.filter(pk=channel.pk).update(last_error=str(err), last_error_at=now)
         return False, str(err)
+    _record_success(channel, result, now)
+    return True, result.detail
+
+
+def _record_success(channel: Channel, result: SendResult, now: datetime) -> None:
     changes: dict[str, object] = {"last_sent_at": now}
-    if result.new_destination:
+    if result.new_destination:  # a Telegram group became a supergroup: follow it
         changes["destination"] = result.new_destination
     Channel.objects.filter(pk=channel.pk).update(**changes)
-    return True, result.detail
