@@ -1,5 +1,6 @@
 """Shared fixtures: the wire-level fake Bitrix24 server and a connected token."""
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -57,7 +58,9 @@ def token(fake_bitrix, db):
     return connect(fake_bitrix)
 
 
-BROKER_URL = "redis://127.0.0.1:6379/15"
+# The Redis database the tests use as a broker: CELERY_BROKER_URL (tests/settings.py defaults it
+# to db 15), so two checkouts can run their suites at once on separate databases.
+BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture
