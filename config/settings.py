@@ -128,6 +128,15 @@ if not ENCRYPTION_KEYS and not DEBUG:
 BITRIX_OAUTH_SERVER = env.str("BITRIX_OAUTH_SERVER", default="https://oauth.bitrix.info").rstrip(
     "/"
 )
+# The only places the client_secret and tokens are ever sent: Bitrix24's authorization
+# servers, as origins (scheme://host[:port]). Tests add their fake's origin.
+BITRIX_AUTH_SERVERS = [
+    s.strip().rstrip("/")
+    for s in env.list(
+        "BITRIX_AUTH_SERVERS", default=["https://oauth.bitrix.info", "https://oauth.bitrix24.tech"]
+    )
+    if s.strip()
+]
 # Lets tests and local fakes use http:// URLs; never turn it on in production.
 BITRIX_ALLOW_HTTP = env.bool("BITRIX_ALLOW_HTTP", default=False)
 # The zone a bare portal name is put in: "acme" -> "acme.bitrix24.ru".
@@ -140,6 +149,11 @@ BITRIX_HTTP_POOL_SIZE = env.int("BITRIX_HTTP_POOL_SIZE", default=32)
 TOKEN_REFRESH_WAIT = env.float("TOKEN_REFRESH_WAIT", default=20.0)
 # A refresh marked as started longer ago than this is presumed dead (its process crashed).
 TOKEN_REFRESH_LEASE = env.int("TOKEN_REFRESH_LEASE", default=60)
+# Seconds a refresh keeps retrying to store a new pair through a database outage. The pair is
+# in the local journal (VAR_DIR/journal) first, so even after this it is replayed later.
+TOKEN_STORE_RETRY = env.float("TOKEN_STORE_RETRY", default=120.0)
+# The local journal of token pairs received from Bitrix24 but not yet stored.
+TOKEN_JOURNAL_DIR = VAR_DIR / "journal"
 
 # A provider-wide outage: more than this share of refreshable tokens failing transiently
 # within 10 minutes (and at least OUTAGE_MIN_TOKENS of them) opens one outage incident.

@@ -7,11 +7,11 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from encryption import crypto
 from notifications import dispatch, sending
 from notifications.backends import BACKENDS, ConfigurationError
 from notifications.forms import ChannelForm, credential_input
 from notifications.models import Channel, Delivery, Incident
-from portals import crypto
 
 RED, ORANGE, GREEN, GREY, BLUE = "#dc3545", "#fd7e14", "#198754", "#6c757d", "#0d6efd"
 DELIVERY_COLOURS = {
@@ -135,19 +135,27 @@ class ChannelAdmin(admin.ModelAdmin):
         ]
         return "; ".join(shown)
 
-    @admin.action(description="Send test message")
+    def has_send_test_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("notifications.send_test_message")
+
+    def has_toggle_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("notifications.toggle_channel")
+
+    @admin.action(description="Send test message", permissions=["send_test"])
     def send_test_message(self, request: HttpRequest, queryset: QuerySet) -> None:
         for channel in queryset:
             ok, answer = sending.send_test(channel)
             level = messages.SUCCESS if ok else messages.ERROR
             self.message_user(request, f"“{channel.name}”: {answer}", level)
 
-    @admin.action(description="Enable (clears the error; sends what waited)")
+    @admin.action(
+        description="Enable (clears the error; sends what waited)", permissions=["toggle"]
+    )
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = dispatch.enable_channels(queryset.values_list("pk", flat=True))
         self.message_user(request, f"{count} channel(s) enabled.", messages.SUCCESS)
 
-    @admin.action(description="Disable (alerts wait until enabled)")
+    @admin.action(description="Disable (alerts wait until enabled)", permissions=["toggle"])
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = queryset.update(enabled=False)
         self.message_user(request, f"{count} channel(s) disabled.", messages.SUCCESS)

@@ -7,9 +7,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from encryption.crypto import DecryptionError
+from encryption.fields import EncryptedTextField
 from notifications.backends import BACKENDS, Backend, ConfigurationError, get_backend
-from portals.crypto import DecryptionError
-from portals.fields import EncryptedTextField
 
 
 class Incident(models.Model):
@@ -140,6 +140,10 @@ class Channel(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("send_test_message", "Can send a test message"),
+            ("toggle_channel", "Can disable and enable channels"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"

@@ -1,6 +1,7 @@
-"""A plain client for the Bitrix24 authorization server (protocol notes §1, §2, §4.2).
+"""A plain client for the Bitrix24 authorization server (docs/bitrix24-protocol.md §1, §2, §4.2).
 
-No ORM access: credentials in, a TokenGrant or an OAuthError out.
+No ORM access: credentials in, a TokenGrant or an OAuthError out. The server must be one of
+BITRIX_AUTH_SERVERS (ConfigurationError otherwise, before anything is sent).
 
 Requests go as POST with a form body (b24jssdk's approach, checked against
 oauth.bitrix24.tech): the secret, the code and the refresh token then never appear in a URL,
@@ -11,13 +12,14 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
-from portals.errors import OAuthError, PermanentOAuthError, classify, transient
+from portals import authservers
+from portals.errors import OAuthError, classify, transient
 
 REQUIRED_FIELDS = ("access_token", "refresh_token")
 
@@ -40,8 +42,16 @@ class TokenGrant:
 
 def auth_server_from_endpoint(server_endpoint: str) -> str:
     """'https://oauth.bitrix.info/rest/' -> 'https://oauth.bitrix.info'."""
-    parts = urlsplit(server_endpoint)
-    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    return authservers.base_url(server_endpoint)
+
+
+def authorize_url(portal_domain: str, client_id: str, state: str = "") -> str:
+    """The portal's page where a user grants access (docs/bitrix24-protocol.md §1)."""
+    query = {"client_id": client_id, "response_type": "code"}
+    if state:
+        query["state"] = state
+    local = settings.BITRIX_ALLOW_HTTP and portal_domain.startswith("127.")
+    return f"{'http' if local else 'https'}://{portal_domain}/oauth/authorize/?{urlencode(query)}"
 
 
 class BitrixOAuthClient:
@@ -50,10 +60,12 @@ class BitrixOAuthClient:
     _session: requests.Session | None = None
 
     def __init__(self, server: str | None = None, session: requests.Session | None = None):
-        self.server = (server or settings.BITRIX_OAUTH_SERVER).rstrip("/")
+        # Raises ConfigurationError for anything outside BITRIX_AUTH_SERVERS: the secret and
+        # the tokens go nowhere else.
+        self.server = authservers.require(
+            server or settings.BITRIX_OAUTH_SERVER, "The authorization server"
+        )
         self.timeout = (settings.BITRIX_CONNECT_TIMEOUT, settings.BITRIX_READ_TIMEOUT)
-        self.allow_http = settings.BITRIX_ALLOW_HTTP
-        self._check_scheme(self.server, "BITRIX_OAUTH_SERVER")
         self.session = session or self._shared_session()
 
     @classmethod
@@ -66,21 +78,6 @@ class BitrixOAuthClient:
             session.mount("http://", adapter)
             cls._session = session
         return cls._session
-
-    def _check_scheme(self, url: str, what: str) -> None:
-        scheme = urlsplit(url).scheme
-        if scheme != "https" and not (self.allow_http and scheme == "http"):
-            raise PermanentOAuthError(
-                "insecure_url",
-                hint=f"{what} must be an https:// URL (http:// only with BITRIX_ALLOW_HTTP).",
-            )
-
-    def authorize_url(self, portal_domain: str, client_id: str, state: str = "") -> str:
-        query = {"client_id": client_id, "response_type": "code"}
-        if state:
-            query["state"] = state
-        scheme = "http" if self.allow_http and portal_domain.startswith("127.") else "https"
-        return f"{scheme}://{portal_domain}/oauth/authorize/?{urlencode(query)}"
 
     def exchange_code(self, client_id: str, client_secret: str, code: str) -> TokenGrant:
         return self._token_request(
@@ -105,7 +102,10 @@ class BitrixOAuthClient:
     def _token_request(self, form: dict[str, str]) -> TokenGrant:
         url = f"{self.server}/oauth/token/"
         try:
-            response = self.session.post(url, data=form, timeout=self.timeout)
+            # Never follow a redirect: a 307 would re-send the secret to wherever it points.
+            response = self.session.post(
+                url, data=form, timeout=self.timeout, allow_redirects=False
+            )
         except requests.Timeout:
             raise transient("timeout", "The authorization server did not answer in time.") from None
         except requests.RequestException as err:
@@ -179,4 +179,10 @@ def _grant_from_body(body: dict[str, Any], http_status: int) -> TokenGrant:
     )
 
 
-__all__ = ["BitrixOAuthClient", "OAuthError", "TokenGrant", "auth_server_from_endpoint"]
+__all__ = [
+    "BitrixOAuthClient",
+    "OAuthError",
+    "TokenGrant",
+    "auth_server_from_endpoint",
+    "authorize_url",
+]

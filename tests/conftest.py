@@ -20,6 +20,7 @@ def fake_bitrix(settings):
     fake = FakeBitrix().start()
     fake.register_app(CLIENT_ID, CLIENT_SECRET, scope="crm,user")
     settings.BITRIX_OAUTH_SERVER = fake.base_url
+    settings.BITRIX_AUTH_SERVERS = [fake.base_url]
     settings.BITRIX_ALLOW_HTTP = True
     yield fake
     fake.stop()

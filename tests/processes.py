@@ -20,6 +20,7 @@ def child_env(**extra: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="tests.settings",
         DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         BITRIX_OAUTH_SERVER=settings.BITRIX_OAUTH_SERVER,
+        BITRIX_AUTH_SERVERS=",".join(settings.BITRIX_AUTH_SERVERS),
         BITRIX_ALLOW_HTTP="true",
         ENCRYPTION_KEYS=",".join(settings.ENCRYPTION_KEYS),
         PYTHONPATH=str(ROOT),

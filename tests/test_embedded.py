@@ -46,6 +46,7 @@ def embedded_env(tmp_path, fake_bitrix) -> dict[str, str]:
         "DEBUG": "false",
         "SWEEP_INTERVAL_SECONDS": "1",
         "BITRIX_OAUTH_SERVER": fake_bitrix.base_url,
+        "BITRIX_AUTH_SERVERS": fake_bitrix.base_url,
         "ADMIN_USERNAME": "admin",
         "ADMIN_PASSWORD": "embedded-pass-1",
     }

@@ -9,7 +9,7 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import connection
 
-from portals.crypto import DecryptionError
+from encryption.crypto import DecryptionError
 from portals.models import AppCredentials, Token
 from portals.tokens import get_access_token, refresh
 from tests.conftest import CLIENT_SECRET, connect
