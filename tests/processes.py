@@ -24,6 +24,8 @@ def child_env(**extra: str) -> dict[str, str]:
         BITRIX_ALLOW_HTTP="true",
         ENCRYPTION_KEYS=",".join(settings.ENCRYPTION_KEYS),
         PYTHONPATH=str(ROOT),
+        # The same local journal as this test (TOKEN_JOURNAL_DIR is VAR_DIR/journal).
+        VAR_DIR=str(Path(settings.TOKEN_JOURNAL_DIR).parent),
     )
     env.update(extra)
     return env
