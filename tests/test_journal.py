@@ -117,7 +117,7 @@ def fake_server(token: Token) -> str:
 
 def test_the_journal_is_replayed_before_this_machine_refreshes_the_token(fake_bitrix):
     token = connect(fake_bitrix)
-    _, grant = issue_pair_elsewhere(token)
+    _, _grant = issue_pair_elsewhere(token)
     Token.objects.filter(pk=token.pk).update(expires_at=timezone.now() + timedelta(seconds=60))
 
     access = get_access_token("token")
@@ -136,7 +136,7 @@ def test_a_replay_is_discarded_when_a_newer_pair_was_stored(fake_bitrix):
     reconnected = connect(fake_bitrix)  # a new chain: version moves on
 
     start = start_python("from portals.startup import on_process_start; on_process_start()")
-    out, err = start.communicate(timeout=60)
+    _out, err = start.communicate(timeout=60)
 
     assert start.returncode == 0, err
     token.refresh_from_db()

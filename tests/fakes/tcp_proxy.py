@@ -1,12 +1,13 @@
 """A TCP proxy a test can cut: a database outage for one process, on demand.
 
-    with TcpProxy("127.0.0.1", 5432) as proxy:
-        child_env(DATABASE_URL=f"postgres://postgres@127.0.0.1:{proxy.port}/...")
-        proxy.cut()   # every connection through it drops, new ones are refused
+with TcpProxy("127.0.0.1", 5432) as proxy:
+    child_env(DATABASE_URL=f"postgres://postgres@127.0.0.1:{proxy.port}/...")
+    proxy.cut()   # every connection through it drops, new ones are refused
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -45,27 +46,21 @@ class TcpProxy:
             pass
         finally:
             for end in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         """Drop every connection and refuse new ones, like a database that went away."""
         self.cut_event.set()
         # shutdown() wakes the thread blocked in accept(); close() alone would leave the
         # listening socket alive until accept() returned, and a new connection would get in.
-        try:
+        with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._listener.close()
         with self._lock:
             for sock in self._sockets:
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 sock.close()
 
     def __enter__(self) -> TcpProxy:
