@@ -228,7 +228,9 @@ NOTIFY_SENDING_LEASE_SECONDS = env.float("NOTIFY_SENDING_LEASE_SECONDS", default
 # periodic task is first created.
 NOTIFY_SWEEP_INTERVAL_SECONDS = env.int("NOTIFY_SWEEP_INTERVAL_SECONDS", default=60)
 
-# --- Logging --------------------------------------------------------------------------------
+# --- Logging and error pages ----------------------------------------------------------------
+# Error pages (DEBUG) and error reports hide POST fields and variables marked sensitive.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.error_reports.SecretsExceptionReporterFilter"
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from portals import escalation, schedule
 from portals.errors import OAuthError
@@ -58,6 +59,7 @@ class ConnectInput:
         return f"ConnectInput(portal={self.portal!r}, client_id={self.client_id!r})"
 
 
+@sensitive_variables()
 def clean_input(data: ConnectInput) -> ConnectInput:
     """Normalise every field, or raise ValidationError({field: [messages]}) for all at once."""
     errors: dict[str, list[str]] = {}
@@ -101,6 +103,7 @@ def authorize_url(portal: str, client_id: str) -> str:
     return BitrixOAuthClient().authorize_url(normalize_portal_address(portal), client_id)
 
 
+@sensitive_variables()
 def connect_portal(data: ConnectInput) -> Token:
     """Exchange the code and store portal, app credentials and token. Raises ValidationError
     (bad input, nothing sent) or ConnectError (Bitrix24 refused, nothing stored)."""
@@ -154,6 +157,7 @@ def _connect_error(err: OAuthError, data: ConnectInput) -> ConnectError:
     return ConnectError(message, field)
 
 
+@sensitive_variables()
 @transaction.atomic
 def _store_connection(data: ConnectInput, grant: TokenGrant, started, duration_ms) -> Token:
     portal = _upsert_portal(data.portal, grant)

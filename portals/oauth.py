@@ -15,6 +15,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 
 from portals.errors import OAuthError, PermanentOAuthError, classify, transient
@@ -88,6 +89,7 @@ class BitrixOAuthClient:
         scheme = "http" if self.allow_http and portal_domain.startswith("127.") else "https"
         return f"{scheme}://{portal_domain}/oauth/authorize/?{urlencode(query)}"
 
+    @sensitive_variables()
     def exchange_code(self, client_id: str, client_secret: str, code: str) -> TokenGrant:
         return self._token_request(
             {
@@ -98,6 +100,7 @@ class BitrixOAuthClient:
             }
         )
 
+    @sensitive_variables()
     def refresh(self, client_id: str, client_secret: str, refresh_token: str) -> TokenGrant:
         return self._token_request(
             {
@@ -108,6 +111,7 @@ class BitrixOAuthClient:
             }
         )
 
+    @sensitive_variables()
     def _token_request(self, form: dict[str, str]) -> TokenGrant:
         url = f"{self.server}/oauth/token/"
         try:

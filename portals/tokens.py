@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from portals import escalation, schedule
 from portals.errors import OAuthError, status_for
@@ -57,6 +58,7 @@ class RefreshBusy(TokenError):
     """Another process's refresh did not finish within TOKEN_REFRESH_WAIT."""
 
 
+@sensitive_variables()
 def get_access_token(reference: str, min_ttl: int = 300) -> str:
     """A valid access token for `reference`, refreshed first if it expires within `min_ttl`
     seconds. Raises TokenNotFound, TokenUnavailable, RefreshBusy or OAuthError."""
@@ -77,11 +79,13 @@ def get_access_token(reference: str, min_ttl: int = 300) -> str:
     return token.access_token
 
 
+@sensitive_variables()
 def refresh(reference: str) -> Token:
     """Refresh now (waiting for, and accepting, a refresh already in flight)."""
     return refresh_token(_load(reference=reference), Kind.MANUAL, wait=True)
 
 
+@sensitive_variables()
 def refresh_token(token: Token, kind: str, *, wait: bool) -> Token | None:
     """Refresh `token` unless another process is already doing it.
 
