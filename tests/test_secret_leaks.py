@@ -6,7 +6,11 @@ code. The 500s here are real failures below our code (the database refusing a ro
 setting), reached through the same views and the wire-level fakes as production.
 """
 
+import io
+import logging
 import re
+import sys
+from collections.abc import Iterator
 
 import pytest
 from django.db import connection
@@ -14,6 +18,7 @@ from django.test import Client
 from django.urls import reverse
 
 from config.error_reports import SecretsExceptionReporterFilter
+from config.logging import RedactSecretsFilter
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PORTAL
 from tests.fakes import provider_twilio as tw
 
@@ -132,3 +137,67 @@ def test_the_error_page_hides_settings_that_hold_a_password(settings):
     safe = SecretsExceptionReporterFilter().get_safe_settings()
     assert safe["CELERY_BROKER_URL"] == HIDDEN
     assert safe["ENCRYPTION_KEYS"] == HIDDEN and safe["SECRET_KEY"] == HIDDEN
+
+
+# --- Log lines ------------------------------------------------------------------------------
+ACCESS_TOKEN = "0a1b2c3d" + "4e5f6a7b" * 7 + "9c"  # the shape of a Bitrix24 token
+
+
+@pytest.fixture
+def console() -> Iterator[io.StringIO]:
+    """What the configured console handler (settings.LOGGING) writes, captured."""
+    handler = next(
+        h
+        for h in logging.getLogger().handlers
+        if any(isinstance(f, RedactSecretsFilter) for f in h.filters)
+    )
+    assert isinstance(handler, logging.StreamHandler)
+    stream = io.StringIO()
+    previous = handler.setStream(stream)
+    yield stream
+    handler.setStream(previous)
+
+
+def fail_with_a_secret_in_the_text() -> None:
+    try:
+        raise ConnectionError(f"POST failed: client_secret={CLIENT_SECRET}&code=C0DE{CLIENT_ID}")
+    except ConnectionError as err:
+        raise RuntimeError("refresh failed") from err
+
+
+def test_a_logged_traceback_comes_out_redacted(console):
+    try:
+        fail_with_a_secret_in_the_text()
+    except RuntimeError:
+        logging.getLogger("b24keeper.test").exception("the refresh of %s failed", "token")
+    output = console.getvalue()
+    assert "the refresh of token failed" in output
+    assert "Traceback (most recent call last)" in output and "RuntimeError" in output
+    assert "client_secret=[redacted]" in output
+    assert CLIENT_SECRET not in output and f"C0DE{CLIENT_ID}" not in output
+
+
+def test_a_token_in_an_exception_repr_comes_out_redacted(console):
+    try:
+        raise KeyError({"refresh_token": "Zq" + CLIENT_SECRET, "access_token": ACCESS_TOKEN})
+    except KeyError:
+        logging.getLogger("celery.app.trace").error("Task failed", exc_info=True)
+    output = console.getvalue()
+    assert "KeyError" in output
+    assert ACCESS_TOKEN not in output and CLIENT_SECRET not in output
+
+
+def test_a_traceback_formatted_before_the_filter_ran_is_redacted_too(console):
+    logger = logging.getLogger("b24keeper.test")
+    try:
+        raise ValueError(f"bad answer for access_token={ACCESS_TOKEN}")
+    except ValueError:
+        record = logger.makeRecord(
+            logger.name, logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
+        )
+    record.exc_text = logging.Formatter().formatException(record.exc_info)  # another handler
+    record.stack_info = f"Stack (most recent call last):\n  call(token={ACCESS_TOKEN})"
+    logger.handle(record)
+    output = console.getvalue()
+    assert "ValueError" in output and "Stack (most recent call last)" in output
+    assert ACCESS_TOKEN not in output
