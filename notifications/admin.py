@@ -1,11 +1,15 @@
 """Admin for channels, deliveries and incidents: where staff see who was told what, and why a
 channel went quiet. Credentials are masked; deliveries and incidents are read-only."""
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from encryption import crypto
 from notifications import dispatch, sending
@@ -23,6 +27,13 @@ DELIVERY_COLOURS = {
 }
 # Encrypted columns nobody reads on these pages: decrypting them costs time per row.
 TOKEN_SECRETS = ("access_token", "refresh_token")
+# The channel form's inputs that carry a secret credential: hidden on error pages.
+SECRET_INPUTS = tuple(
+    credential_input(kind, credential.name)
+    for kind, backend in BACKENDS.items()
+    for credential in backend.credential_fields
+    if credential.secret
+)
 
 
 def badge(colour: str, text: str, title: str = "") -> str:
@@ -74,6 +85,11 @@ class ChannelAdmin(admin.ModelAdmin):
                 token_count=Count("tokens", distinct=True),
             )
         )
+
+    @method_decorator(sensitive_post_parameters(*SECRET_INPUTS))
+    @method_decorator(sensitive_variables())
+    def changeform_view(self, *args: Any, **kwargs: Any) -> HttpResponse:
+        return super().changeform_view(*args, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Channel | None = None) -> list[str]:
         # Another provider needs other credentials: make a new channel instead.

@@ -6,6 +6,7 @@ import json
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from encryption.crypto import DecryptionError
 from encryption.fields import EncryptedTextField
@@ -148,6 +149,7 @@ class Channel(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
 
+    @sensitive_variables()
     def get_credentials(self) -> dict[str, str]:
         """The stored credentials; ConfigurationError when they cannot be read."""
         try:
@@ -163,9 +165,11 @@ class Channel(models.Model):
             )
         return {str(k): str(v) for k, v in value.items()}
 
+    @sensitive_variables()
     def set_credentials(self, values: dict[str, str]) -> None:
         self.credentials = json.dumps(values, sort_keys=True)
 
+    @sensitive_variables()
     def backend(self) -> Backend:
         """The provider backend for this channel; ConfigurationError when it cannot work."""
         return get_backend(self.kind, self.get_credentials(), self.destination)

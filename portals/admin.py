@@ -1,5 +1,7 @@
 """Admin for portals, app credentials and tokens: the staff's home."""
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -9,8 +11,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDi
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from encryption import crypto
 from portals import service
@@ -68,6 +72,7 @@ class AppCredentialsForm(forms.ModelForm):
             self.add_error("new_client_secret", "Enter the client secret from the app's card.")
         return cleaned
 
+    @sensitive_variables()
     def save(self, commit: bool = True) -> AppCredentials:
         if secret := self.cleaned_data.get("new_client_secret"):
             self.instance.client_secret = secret
@@ -99,6 +104,11 @@ class AppCredentialsAdmin(admin.ModelAdmin):
     @admin.display(description="client secret")
     def masked_secret(self, obj: AppCredentials) -> str:
         return crypto.mask(obj.client_secret)
+
+    @method_decorator(sensitive_post_parameters("new_client_secret"))
+    @method_decorator(sensitive_variables())
+    def changeform_view(self, *args: Any, **kwargs: Any) -> HttpResponse:
+        return super().changeform_view(*args, **kwargs)
 
 
 ATTEMPT_ROW = (
@@ -311,6 +321,8 @@ class TokenAdmin(admin.ModelAdmin):
             request, f"{count} token(s) enabled; they refresh within a minute.", messages.SUCCESS
         )
 
+    @method_decorator(sensitive_post_parameters("client_secret", "code"))
+    @method_decorator(sensitive_variables())
     def connect_view(self, request: HttpRequest) -> HttpResponse:
         """The "Add task" form: exchanges the code within this same request."""
         if not request.user.has_perm(CONNECT):

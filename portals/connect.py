@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from portals import authservers, oauth, service
 from portals.errors import ConfigurationError, OAuthError, form_field
@@ -50,6 +51,7 @@ class ConnectInput:
         return f"ConnectInput(portal={self.portal!r}, client_id={self.client_id!r})"
 
 
+@sensitive_variables()
 def clean_input(data: ConnectInput) -> ConnectInput:
     """Normalise every field, or raise ValidationError({field: [messages]}) for all at once."""
     errors: dict[str, list[str]] = {}
@@ -93,6 +95,7 @@ def authorize_url(portal: str, client_id: str) -> str:
     return oauth.authorize_url(normalize_portal_address(portal), client_id)
 
 
+@sensitive_variables()
 def connect_portal(data: ConnectInput) -> Token:
     """Exchange the code and store portal, app credentials and token. Raises ValidationError
     (bad input, nothing sent) or ConnectError (Bitrix24 refused, nothing stored)."""
@@ -157,6 +160,7 @@ def _connect_error(err: OAuthError, data: ConnectInput) -> ConnectError:
     return ConnectError(message, field)
 
 
+@sensitive_variables()
 @transaction.atomic
 def _store_connection(data: ConnectInput, grant: TokenGrant, started, duration_ms) -> Token:
     portal = _upsert_portal(data.portal, grant)

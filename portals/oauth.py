@@ -16,12 +16,19 @@ from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 
 from portals import authservers
 from portals.errors import OAuthError, classify, transient
 
 REQUIRED_FIELDS = ("access_token", "refresh_token")
+# What the informational fields of an answer can hold (docs/bitrix24-protocol.md §2, §9): a
+# user id is a 32-bit integer, member_id 32 hex characters, an endpoint a short URL (our
+# columns hold 200 characters). A value outside these is dropped, never the token pair with it.
+USER_ID_MAX = 2**31 - 1
+MEMBER_ID_LENGTH = 32
+ENDPOINT_MAX_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class BitrixOAuthClient:
             cls._session = session
         return cls._session
 
+    @sensitive_variables()
     def exchange_code(self, client_id: str, client_secret: str, code: str) -> TokenGrant:
         return self._token_request(
             {
@@ -89,6 +97,7 @@ class BitrixOAuthClient:
             }
         )
 
+    @sensitive_variables()
     def refresh(self, client_id: str, client_secret: str, refresh_token: str) -> TokenGrant:
         return self._token_request(
             {
@@ -99,6 +108,7 @@ class BitrixOAuthClient:
             }
         )
 
+    @sensitive_variables()
     def _token_request(self, form: dict[str, str]) -> TokenGrant:
         url = f"{self.server}/oauth/token/"
         try:
@@ -161,22 +171,28 @@ def _grant_from_body(body: dict[str, Any], http_status: int) -> TokenGrant:
         )
     try:
         expires = int(body.get("expires") or time.time() + int(body["expires_in"]))
+        expires_at = datetime.fromtimestamp(expires, tz=UTC)
         user_id = int(body["user_id"]) if body.get("user_id") not in (None, "") else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, OSError):  # the last two: a huge timestamp
         raise transient(
             "unreadable_body", "The token answer has malformed numbers.", http_status
         ) from None
     return TokenGrant(
         access_token=str(body["access_token"]),
         refresh_token=str(body["refresh_token"]),
-        expires_at=datetime.fromtimestamp(expires, tz=UTC),
+        expires_at=expires_at,
         scope=str(body.get("scope") or ""),
-        server_endpoint=str(body.get("server_endpoint") or ""),
-        client_endpoint=str(body.get("client_endpoint") or ""),
-        member_id=str(body.get("member_id") or ""),
-        user_id=user_id,
+        server_endpoint=_short(body.get("server_endpoint"), ENDPOINT_MAX_LENGTH),
+        client_endpoint=_short(body.get("client_endpoint"), ENDPOINT_MAX_LENGTH),
+        member_id=_short(body.get("member_id"), MEMBER_ID_LENGTH),
+        user_id=user_id if user_id is not None and 0 <= user_id <= USER_ID_MAX else None,
         domain=str(body.get("domain") or ""),
     )
+
+
+def _short(value: object, limit: int) -> str:
+    text = str(value or "")
+    return text if len(text) <= limit else ""
 
 
 __all__ = [

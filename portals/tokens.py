@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from portals import schedule, service
 from portals.errors import (
@@ -60,6 +61,7 @@ Kind = RefreshAttempt.Kind
 STILL_GOOD = timedelta(seconds=30)
 
 
+@sensitive_variables()
 def get_access_token(reference: str, min_ttl: int = 300) -> str:
     """A valid access token for `reference`, refreshed first if it expires within `min_ttl`
     seconds. Raises TokenNotFound, TokenUnavailable (TokenConfigurationError among them),
@@ -81,11 +83,13 @@ def get_access_token(reference: str, min_ttl: int = 300) -> str:
     return token.access_token
 
 
+@sensitive_variables()
 def refresh(reference: str) -> Token:
     """Refresh now (waiting for, and accepting, a refresh already in flight)."""
     return refresh_token(service.load(reference=reference), Kind.MANUAL, wait=True)
 
 
+@sensitive_variables()
 def refresh_token(token: Token, kind: str, *, wait: bool) -> Token | None:
     """Refresh `token` unless another process is already doing it.
 

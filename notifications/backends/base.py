@@ -24,6 +24,7 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.views.decorators.debug import sensitive_variables
 
 from .errors import (
     ConfigurationError,
@@ -272,6 +273,7 @@ class Backend:
     # Provider error code -> Rule. Codes not listed fall back to rule_for_status().
     errors: ClassVar[Mapping[str, Rule]] = {}
 
+    @sensitive_variables()
     def __init__(self, credentials: Mapping[str, str], destination: str) -> None:
         self.credentials = self._clean_credentials(credentials)
         self.destination = self._clean_destination(destination)
@@ -288,6 +290,7 @@ class Backend:
     def parse_response(self, answer: HttpAnswer) -> SendResult:
         raise NotImplementedError
 
+    @sensitive_variables()
     def send(self, message: Message) -> SendResult:
         """Send one message, or raise TransientDeliveryError / PermanentDeliveryError."""
         try:
@@ -298,10 +301,12 @@ class Backend:
         logger.info("%s delivery to %s: %s", self.kind, self.destination, result.detail)
         return result
 
+    @sensitive_variables()
     def deliver(self, message: Message) -> SendResult:
         """Build, post, read. A backend whose library owns the HTTP (Mandrill) overrides this."""
         return self.parse_response(self.post(self.build_request(message)))
 
+    @sensitive_variables()
     def post(self, request: HttpRequest) -> HttpAnswer:
         headers = {"Accept": "application/json", **(request.headers or {})}
         try:
