@@ -24,6 +24,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from encryption.crypto import DecryptionError
 from portals import authservers, journal, schedule, signals
@@ -81,6 +82,7 @@ def _unreadable(token: Token) -> ConfigurationError:
 
 
 # --- A refreshed pair -----------------------------------------------------------------------
+@sensitive_variables()
 def store_refreshed(
     token: Token, grant: TokenGrant, kind: str, started: datetime, duration_ms: int
 ) -> Token:
@@ -103,6 +105,7 @@ def store_refreshed(
     return token
 
 
+@sensitive_variables()
 def _journal(token: Token, grant: TokenGrant) -> journal.Entry | None:
     try:
         return journal.write(token.pk, token.version, grant)
@@ -112,6 +115,7 @@ def _journal(token: Token, grant: TokenGrant) -> journal.Entry | None:
         return None
 
 
+@sensitive_variables()
 def _store_pair(token_id: int, from_version: int, grant: TokenGrant) -> bool:
     """THE statement: the pair, fenced by version, depending on nothing but the answer."""
     reactivate = When(status__in=REACTIVATED_BY_A_NEW_PAIR, then=Value(TokenStatus.ACTIVE))
@@ -127,6 +131,7 @@ def _store_pair(token_id: int, from_version: int, grant: TokenGrant) -> bool:
     return updated == 1
 
 
+@sensitive_variables()
 def _store_durably(token: Token, grant: TokenGrant) -> tuple[bool, int]:
     """_store_pair, retried on a fresh connection with backoff for up to TOKEN_STORE_RETRY
     seconds; returns (applied, retries). PairNotStored when the database stays away."""
@@ -168,6 +173,7 @@ def _keep_claim_alive(token: Token) -> None:
         _reconnect()
 
 
+@sensitive_variables()
 def _finish_success(token_id: int, grant: TokenGrant) -> Token:
     """Everything after the pair: endpoints, counters, the next refresh time."""
     token = Token.objects.select_related("portal", "app").defer(*SECRETS).get(pk=token_id)
@@ -193,6 +199,7 @@ def _finish_success(token_id: int, grant: TokenGrant) -> Token:
 
 
 # --- The local journal ----------------------------------------------------------------------
+@sensitive_variables()
 def replay_journal(token_id: int | None = None) -> int:
     """Store pairs left in this machine's journal (all, or `token_id`'s); returns how many were
     restored. Called at process start and before this machine refreshes a token."""
@@ -211,6 +218,7 @@ def replay_journal(token_id: int | None = None) -> int:
     return restored
 
 
+@sensitive_variables()
 def restore_pair(token_id: int, from_version: int, grant: TokenGrant) -> bool:
     """Apply a journal entry if the token is still at `from_version`: the pair is then the
     newest Bitrix issued, even if another machine marked the token *needs re-authorization*
@@ -295,6 +303,7 @@ def record_attempt(
 
 
 # --- Connecting -----------------------------------------------------------------------------
+@sensitive_variables()
 def store_connection(
     token: Token, grant: TokenGrant, *, scope: str, started: datetime, duration_ms: int
 ) -> Token:
