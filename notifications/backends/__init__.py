@@ -10,7 +10,17 @@ ConfigurationError already at construction. To add a provider, see CONTRIBUTING.
 
 from collections.abc import Mapping
 
-from .base import Backend, CredentialField, Message, SendResult, gsm7_safe
+from .base import (
+    DELIVERED,
+    PENDING,
+    UNDELIVERED,
+    Backend,
+    CredentialField,
+    DeliveryReport,
+    Message,
+    SendResult,
+    gsm7_safe,
+)
 from .errors import (
     ConfigurationError,
     DeliveryError,
@@ -51,10 +61,14 @@ def get_backend(kind: str, credentials: Mapping[str, str], destination: str) -> 
 
 __all__ = [
     "BACKENDS",
+    "DELIVERED",
+    "PENDING",
+    "UNDELIVERED",
     "Backend",
     "ConfigurationError",
     "CredentialField",
     "DeliveryError",
+    "DeliveryReport",
     "Message",
     "PermanentDeliveryError",
     "SendResult",
