@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from notifications import messages
+from notifications import digests, messages
 from notifications.models import Channel, Delivery, Incident
 from portals.models import Token
 from tests.fakes.providers import is_gsm7
@@ -115,13 +115,20 @@ def test_an_outage_has_its_own_text(notify):
 
 def test_a_digest_counts_and_lists_the_incidents(owner, notify):
     tokens = make_tokens(40, owner=owner)
-    deliveries = [Delivery(incident=incident_of(t), event=Event.OPENED) for t in tokens[:35]]
-    deliveries += [Delivery(incident=incident_of(t), event=Event.RESOLVED) for t in tokens[35:]]
-    message = messages.digest(deliveries)
+    deliveries = [Delivery(incident=incident_of(t), event=Event.RESOLVED) for t in tokens[:5]]
+    deliveries += [
+        Delivery(
+            incident=incident_of(t, permanent=False, error_code="INTERNAL_SERVER_ERROR"),
+            event=Event.OPENED,
+        )
+        for t in tokens[5:40]
+    ]
+    message = digests.digest(deliveries)
     assert message.subject == "b24keeper: 35 new failures, 5 recovered."
     assert "New failures (35):" in message.text and "Recovered (5):" in message.text
+    new = "- p39.bitrix24.com / token-39 — INTERNAL_SERVER_ERROR — owner: Ann Smith"
+    assert message.text.index(new) < message.text.index("token-38 —")  # newest first
     assert "- p0.bitrix24.com / token-0 — invalid_grant — owner: Ann Smith" in message.text
-    assert "…and 5 more." in message.text  # 30 lines per section
     assert message.sms_text == (
         "b24keeper: 35 new failures, 5 recovered. "
         "https://keeper.example.com/admin/notifications/incident/?state=open"
@@ -142,8 +149,8 @@ def test_alerts_speak_russian_when_asked(token, settings):
     assert message.sms_text.startswith(
         "b24keeper: token token-0 (p0.bitrix24.com) ne obnovlyaetsya"
     )
-    digest = messages.digest([Delivery(incident=incident, event=Event.OPENED)] * 3)
-    assert digest.subject == "b24keeper: 3 новых сбоя."
+    digest = digests.digest([Delivery(incident=incident, event=Event.OPENED)] * 3)
+    assert digest.subject == "b24keeper: 3 новых сбоя (3 требуют человека сейчас)."
 
 
 def test_the_test_message_names_the_channel(notify):
