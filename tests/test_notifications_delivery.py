@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from notifications import dispatch, incidents
 from notifications.models import Channel, Delivery, Incident
@@ -182,3 +183,93 @@ def test_200_tokens_failing_at_once_make_one_digest_per_channel(fakes, workers, 
     sms = fakes.twilio.requests[0].body["Body"]
     assert is_gsm7(sms) and sms_segments(sms) <= 3 and "200 new failures" in sms
     assert "p199.bitrix24.com token-199 invalid_grant" in sms
+
+
+def test_a_transient_incident_that_turns_permanent_alerts_every_channel_again(fakes, workers):
+    [token] = make_tokens(1)
+    for kind in ("telegram", "twilio", "mandrill"):
+        make_channel(kind)
+    workers.worker(concurrency=2)
+    incidents.open_incident(
+        token, code="http_503", message="Bitrix24 answered 503.", permanent=False
+    )
+    settled(3, event=Event.OPENED)
+    assert "Nothing yet: b24keeper keeps retrying." in fakes.telegram.sends[0].body["text"]
+    open_incident(token)  # now invalid_grant: a person must re-connect the portal
+    settled(3, event=Event.CHANGED)
+    text = fakes.telegram.sends[-1].body["text"]
+    assert "changed: b24keeper cannot fix it by retrying, a person must act now." in text
+    assert "What to do: Re-connect the portal" in text and "invalid_grant" in text
+    sms = fakes.twilio.sends[-1].body["Body"]
+    assert "now needs a person: invalid_grant" in sms and sms_segments(sms) == 1
+    assert "Act now:" in fakes.mandrill.sends[-1].body["message"]["subject"]
+    open_incident(token)  # the same permanent error again: nothing new to say
+    assert Incident.objects.get().occurrences == 3
+    assert Delivery.objects.count() == 6
+
+
+def test_a_new_incidents_alert_is_not_held_by_the_hourly_limit_that_holds_reminders(fakes, workers):
+    old, new = make_tokens(2)
+    channel = make_channel("telegram", max_per_hour=2, remind_every_minutes=5)
+    workers.worker()
+    incident = open_incident(old)
+    settled(1)
+    Delivery.objects.create(  # the second message of this hour
+        incident=incident, channel=channel, event=Event.REMINDER, sequence=1,
+        status=Status.SENT, sent_at=timezone.now(),
+    )  # fmt: skip
+    held = Delivery.objects.create(
+        incident=incident, channel=channel, event=Event.REMINDER, sequence=2
+    )
+    dispatch.enqueue([held.pk])
+    in_an_hour = timezone.now() + timedelta(minutes=55)
+    wait_until(
+        lambda: Delivery.objects.get(pk=held.pk).next_attempt_at > in_an_hour,
+        15,
+        "the reminder held by the limit",
+    )
+    open_incident(new)
+    settled(1, incident__token=new)  # at once, not after the hour
+    assert Delivery.objects.get(pk=held.pk).status == Status.QUEUED
+    assert "token-1" in fakes.telegram.sends[-1].body["text"]
+    assert len(fakes.telegram.sends) == 2
+
+
+def test_a_digest_names_the_new_failure_among_many_recoveries(fakes, workers, owner):
+    tokens = make_tokens(7, owner=owner)
+    for kind in ("telegram", "twilio"):
+        make_channel(kind)
+    workers.worker(concurrency=2)
+    with transaction.atomic():
+        for token in tokens[:6]:
+            incidents.open_incident(token, code="http_503", message="503", permanent=False)
+    settled(12)
+    with transaction.atomic():  # six recover while a seventh needs a person: one digest each
+        for token in tokens[:6]:
+            incidents.resolve_for_token(token)
+        open_incident(tokens[6])
+    settled(12 + 14)
+    assert len(fakes.telegram.sends) == len(fakes.twilio.sends) == 2
+    sms = fakes.twilio.sends[-1].body["Body"]
+    assert sms.startswith("b24keeper: 1 new failure (1 needs a person now), 6 recovered.")
+    assert "p6.bitrix24.com token-6 invalid_grant: Re-connect the portal" in sms
+    assert is_gsm7(sms) and sms_segments(sms) <= 3
+    text = fakes.telegram.sends[-1].body["text"]
+    act = text.split("Act now (1), newest first:")[1]
+    assert act.startswith("\n- p6.bitrix24.com / token-6 — invalid_grant — owner: Ann Smith\n")
+    assert "  What to do: Re-connect the portal" in act
+    assert f"  Token page: http://127.0.0.1:8000/admin/portals/token/{tokens[6].pk}/" in act
+    assert "Recovered (6):" in text
+
+
+def test_two_emails_to_one_address_are_spaced_by_unisenders_interval(fakes, workers):
+    first, second = make_tokens(2)
+    make_channel("unisender_email")
+    workers.worker(concurrency=2)
+    open_incident(first)
+    open_incident(second)  # a moment later: UniSender would refuse it within 60 s
+    settled(2)
+    assert statuses() == [("unisender_email", "opened", "sent")] * 2
+    [times] = fakes.unisender.email_times.values()
+    assert len(times) == 2 and times[1] - times[0] >= 1.5  # UNISENDER_EMAIL_MIN_INTERVAL
+    assert Channel.objects.get().enabled  # and the fake saw no refused email (assert_clean)

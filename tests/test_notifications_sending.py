@@ -356,3 +356,49 @@ def test_the_sweep_is_one_periodic_task_that_an_admin_edit_survives():
     PeriodicTask.objects.filter(pk=sweep.pk).update(enabled=False)
     ensure_sweep_schedule(PeriodicTask, IntervalSchedule, 60)
     assert PeriodicTask.objects.get(task=SWEEP_TASK).enabled is False
+
+
+def test_an_sms_with_extension_characters_still_goes_as_one_part(fakes, open_incident, owner):
+    owner.last_name = "{ops}[x]"  # 158 characters with the link, but 162 septets
+    owner.save()
+    [token] = make_tokens(1, owner=owner)
+    make_channel("twilio")
+    assert run(open_incident(token).deliveries.get()).word == "sent"
+    assert fakes.twilio.replies[0].body["num_segments"] == "1"
+    assert "Owner: Ann {ops}[x]." in fakes.twilio.sends[0].body["Body"]
+
+
+def test_a_long_bitrix_description_never_cuts_off_what_to_do_in_telegram(fakes, open_incident):
+    [token] = make_tokens(1)
+    make_channel("telegram")
+    incident = open_incident(token)
+    Incident.objects.update(message="Bitrix24 said: " + "x" * 4700)
+    assert run(incident.deliveries.get()).word == "sent"
+    text = fakes.telegram.sends[0].body["text"]
+    assert len(text) <= 4096 and "What to do: Re-connect the portal" in text
+    assert f"Token page: https://keeper.example.com/admin/portals/token/{token.pk}/change/" in text
+
+
+def test_another_permanent_error_alerts_again_and_a_transient_one_does_not(fakes, open_incident):
+    [token] = make_tokens(1)
+    make_channel("telegram")
+    run(open_incident(token).deliveries.get())
+    open_incident(token, code="http_503", permanent=False)  # worse is not better: quiet
+    open_incident(token, code="PAYMENT_REQUIRED")  # another reason a person must act
+    [changed] = Delivery.objects.filter(event=Event.CHANGED)
+    assert changed.sequence == 1 and run(changed).word == "sent"
+    assert "Renew the application's subscription" in fakes.telegram.sends[-1].body["text"]
+    open_incident(token, code="PAYMENT_REQUIRED")
+    assert Delivery.objects.count() == 2
+
+
+def test_reminders_come_even_when_the_first_alert_never_got_through(fakes, open_incident):
+    [token] = make_tokens(1)
+    channel = make_channel("telegram", remind_every_minutes=60)
+    incident = open_incident(token)
+    Delivery.objects.update(status=Status.FAILED, error="Gave up after 5 attempts.")  # as before
+    later = make_channel("twilio", remind_every_minutes=60)  # added while it was open
+    age(incident, 61)
+    assert dispatch.send_reminders() == 2
+    reminders = Delivery.objects.filter(event=Event.REMINDER)
+    assert {r.channel for r in reminders} == {channel, later}

@@ -29,7 +29,8 @@ _MESSAGE = {
 _ENCODED_WORD = re.compile(r"=\?[^?]+\?[bBqQ]\?")
 # messages/info.json `state` for each fate; an undelivered one takes `state=` (bounced,
 # soft-bounced, rejected, …) and `diag=` (the receiving server's answer).
-_STATES = {"pending": "deferred", "delivered": "sent", "undelivered": "bounced"}
+_STATES = {"pending": "deferred", "delivered": "sent", "undelivered": "soft-bounced"}
+_DIAGS = {"deferred": "451 4.3.5 Try again later", "sent": "250 2.0.0 OK"}
 
 
 def mandrill_error(status: int, code: int, name: str, message: str) -> Reply:
@@ -160,7 +161,8 @@ class FakeMandrill(FakeProviderServer):
     ) -> Reply:
         email, subject = self._sent[message_id]
         state = details.get("state", _STATES[state]) if state == "undelivered" else _STATES[state]
-        event = {"ts": 1772532005, "type": state, "diag": details.get("diag", "250 2.0.0 OK")}
+        diag = details.get("diag", _DIAGS.get(state, "452 4.2.2 Mailbox full"))
+        event = {"ts": 1772532005, "type": state, "diag": diag}
         body = {
             "ts": 1772532000,
             "_id": message_id,

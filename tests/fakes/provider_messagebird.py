@@ -124,8 +124,8 @@ class FakeMessageBird(FakeProviderServer):
         item = {
             "recipient": recipient,
             "status": status,
-            "statusReason": why.get("reason", "unknown subscriber") if failed else None,
-            "statusErrorCode": why.get("code", 1) if failed else None,
+            "statusReason": why.get("reason", "unavailable subscriber") if failed else None,
+            "statusErrorCode": why.get("code", 27) if failed else None,
             "statusDatetime": "2026-03-03T10:00:05+00:00",
             "messagePartCount": 1,
         }

@@ -31,7 +31,7 @@ Every fake knows the generic kinds below, plus its provider's documented errors 
 
 Where the provider reports what became of a message (Twilio, MessageBird, UniSender, Mandrill),
 the fake answers its status endpoint too. Each message it accepts gets a fate: delivered, unless
-`fate_next(state, polls=0, **details)` planned another for the next message it accepts:
+`fate_next(outcome, polls=0, **details)` planned another for the next message it accepts:
 
     fake.fate_next("undelivered", code=30003)   # Twilio: failed on the carrier with 30003
     fake.fate_next("delivered", polls=2)        # "on its way" twice, then delivered
@@ -286,10 +286,11 @@ class FakeProviderServer:
         with self._lock:
             (self._faults if endpoint == "send" else self._status_faults).append((kind, options))
 
-    def fate_next(self, state: str, polls: int = 0, **details: Any) -> None:
-        """Plan what the status endpoint reports about the next message accepted."""
+    def fate_next(self, outcome: str, polls: int = 0, **details: Any) -> None:
+        """Plan what the status endpoint reports about the next message accepted:
+        "delivered", "undelivered" (the provider's reason in `details`) or "pending"."""
         with self._lock:
-            self._fates.append(Fate(state, polls, details))
+            self._fates.append(Fate(outcome, polls, details))
 
     def register(self, message_id: str) -> str:
         """A message was accepted: give it the next planned fate (or "delivered")."""
