@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from notifications import coverage, dispatch, incidents
+from notifications import dispatch, incidents
 from notifications.models import Channel, Delivery, Incident
 from notifications.sending import process_delivery
 from tests.notifications_helpers import make_channel, make_tokens
@@ -159,6 +159,8 @@ def test_a_failing_channel_shows_since_when_in_the_list(admin_client, notify):
 
 @pytest.mark.django_db
 def test_uncovered_incidents_costs_one_query_however_many_there_are(notify):
+    from notifications import coverage
+
     def count_queries() -> tuple[int, int]:
         with CaptureQueriesContext(connection) as queries:
             found = len(coverage.uncovered_incidents())

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from notifications import digests, messages
+from notifications import messages
 from notifications.models import Channel, Delivery, Incident
 from portals.models import Token
 from tests.fakes.providers import is_gsm7, sms_segments
@@ -33,6 +33,12 @@ def incident_of(token: Token, **fields: object) -> Incident:
     values = {"error_code": "invalid_grant", "message": DESCRIPTION, "permanent": True}
     values |= {"occurrences": 12, **fields}
     return Incident.objects.create(token=token, **values)
+
+
+def digest(deliveries: list[Delivery]):
+    from notifications.digests import digest
+
+    return digest(deliveries)
 
 
 def text_of(incident: Incident, event: str = Event.OPENED):
@@ -125,7 +131,7 @@ def test_a_digest_counts_and_lists_the_incidents(owner, notify):
         )
         for t in tokens[5:40]
     ]
-    message = digests.digest(deliveries)
+    message = digest(deliveries)
     assert message.subject == "b24keeper: 35 new failures, 5 recovered."
     assert "New failures (35):" in message.text and "Recovered (5):" in message.text
     new = "- p39.bitrix24.com / token-39 — INTERNAL_SERVER_ERROR — owner: Ann Smith"
@@ -151,8 +157,8 @@ def test_alerts_speak_russian_when_asked(token, settings):
     assert message.sms_text.startswith(
         "b24keeper: token token-0 (p0.bitrix24.com) ne obnovlyaetsya"
     )
-    digest = digests.digest([Delivery(incident=incident, event=Event.OPENED)] * 3)
-    assert digest.subject == "b24keeper: 3 новых сбоя (3 требуют человека сейчас)."
+    summary = digest([Delivery(incident=incident, event=Event.OPENED)] * 3)
+    assert summary.subject == "b24keeper: 3 новых сбоя (3 требуют человека сейчас)."
 
 
 def test_the_test_message_names_the_channel(notify):
@@ -178,7 +184,7 @@ def test_a_long_bitrix_description_gives_way_to_the_advice_and_the_link(token):
 def test_a_digest_of_200_new_permanent_failures_keeps_the_newest_within_each_limit(owner, notify):
     tokens = make_tokens(200, owner=owner)
     deliveries = [Delivery(incident=incident_of(t), event=Event.OPENED) for t in tokens]
-    message = digests.digest(deliveries)
+    message = digest(deliveries)
     assert len(message.text) <= 4096
     act = message.text.split("Act now (200), newest first:\n")[1]
     assert act.startswith("- p199.bitrix24.com / token-199 — invalid_grant — owner: Ann Smith\n")

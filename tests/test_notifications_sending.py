@@ -385,6 +385,7 @@ def test_another_permanent_error_alerts_again_and_a_transient_one_does_not(fakes
     run(open_incident(token).deliveries.get())
     open_incident(token, code="http_503", permanent=False)  # worse is not better: quiet
     open_incident(token, code="PAYMENT_REQUIRED")  # another reason a person must act
+    assert Delivery.objects.count() == 2
     [changed] = Delivery.objects.filter(event=Event.CHANGED)
     assert changed.sequence == 1 and run(changed).word == "sent"
     assert "Renew the application's subscription" in fakes.telegram.sends[-1].body["text"]
