@@ -43,6 +43,7 @@ def bench_env(oauth_server: str, **extra: str) -> dict[str, str]:
         "DATABASE_URL": DATABASE_URL,
         "CELERY_BROKER_URL": REDIS_URL,
         "BITRIX_OAUTH_SERVER": oauth_server,
+        "BITRIX_AUTH_SERVERS": oauth_server,
         "BITRIX_ALLOW_HTTP": "true",
         "DEBUG": "false",
         "LOG_LEVEL": "WARNING",

@@ -109,7 +109,7 @@ def sql(statement: str, params: dict[str, Any] | None = None) -> list[tuple]:
 
 def seed(size: int, due_share: float) -> None:
     """Top the table up to `size` tokens, then VACUUM ANALYZE as autovacuum would have."""
-    from portals import crypto
+    from encryption import crypto
     from portals.models import Token
 
     have = Token.objects.count()

@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -20,3 +20,11 @@ def _drop_stale_connections(**kwargs: object) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_ready.connect
+def _on_worker_start(**kwargs: object) -> None:
+    # Store pairs this machine's journal still holds, and check that secrets decrypt.
+    from portals.startup import on_process_start
+
+    on_process_start(run_checks=True)

@@ -36,6 +36,47 @@ def check_encryption_keys(**kwargs: Any) -> list:
 
 
 @register()
+def check_stored_secrets(**kwargs: Any) -> list:
+    from encryption.probe import unreadable_tables
+
+    return [
+        Error(
+            f"Stored secrets of {label} cannot be decrypted with any key in ENCRYPTION_KEYS.",
+            hint="Put the key they were written with back into ENCRYPTION_KEYS (after the "
+            "newest one); see the README's key rotation drill.",
+            id="b24keeper.E004",
+        )
+        for label in unreadable_tables()
+    ]
+
+
+@register()
+def check_auth_servers(**kwargs: Any) -> list:
+    from portals import authservers
+
+    problems = [
+        Error(
+            f"BITRIX_AUTH_SERVERS: “{entry}” is not an origin such as https://oauth.bitrix.info.",
+            hint="List origins only: scheme://host[:port], comma-separated.",
+            id="b24keeper.E003",
+        )
+        for entry in settings.BITRIX_AUTH_SERVERS
+        if authservers.origin(entry) is None
+    ]
+    if not authservers.is_allowed(settings.BITRIX_OAUTH_SERVER):
+        problems.append(
+            Error(
+                f"BITRIX_OAUTH_SERVER ({settings.BITRIX_OAUTH_SERVER}) is not one of "
+                "BITRIX_AUTH_SERVERS, so no portal could be connected.",
+                hint="Use one of BITRIX_AUTH_SERVERS, or add it there if it is Bitrix24's "
+                "(http:// also needs BITRIX_ALLOW_HTTP).",
+                id="b24keeper.E005",
+            )
+        )
+    return problems
+
+
+@register()
 def check_external_urls(**kwargs: Any) -> list:
     problems = []
     names = ("BITRIX_OAUTH_SERVER", *PROVIDER_URL_SETTINGS)

@@ -1,4 +1,5 @@
-"""A logging filter that blanks anything shaped like a Bitrix24 token or a secret parameter.
+"""A logging filter that blanks anything shaped like a Bitrix24 token or a secret parameter,
+in the message and in the traceback or stack printed with it.
 
 Our own code never logs secrets; this is the second line of defence for third-party libraries
 (requests, urllib3, celery) that log URLs, task arguments or exception text.
@@ -15,10 +16,10 @@ _PATTERNS = [
     re.compile(
         r"(?i)((?:client_secret|refresh_token|access_token|auth|code|api_key|token)=)[^&\s]+"
     ),
-    # "key": "value" in JSON
+    # "key": "value" in JSON, and 'key': 'value' in a Python repr (exception texts)
     re.compile(
-        r"(?i)(\"(?:client_secret|refresh_token|access_token|api_key|auth_token|key)\"\s*:\s*\")"
-        r"[^\"]+"
+        r"(?i)([\"'](?:client_secret|refresh_token|access_token|api_key|auth_token|key)[\"']"
+        r"\s*:\s*[\"'])[^\"']+"
     ),
 ]
 
@@ -30,9 +31,22 @@ def redact(text: str) -> str:
 
 
 class RedactSecretsFilter(logging.Filter):
+    """Redacts the message, the traceback and the stack of every record it passes."""
+
+    # Formats tracebacks the way every logging.Formatter does by default.
+    _formatter = logging.Formatter()
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        # A formatter prints exc_text when it is set and only formats exc_info itself when it
+        # is not: so the traceback is formatted here once, redacted, and left in exc_text.
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True

@@ -4,6 +4,7 @@ Settings are read once, here. A bad value fails loudly at start-up; see .env.exa
 what each variable means.
 """
 
+from datetime import timedelta
 from email.utils import getaddresses
 from pathlib import Path
 
@@ -30,6 +31,44 @@ CSRF_TRUSTED_ORIGINS = [o for o in env.list("CSRF_TRUSTED_ORIGINS", default=[]) 
 # The public address of this service, used in links inside alerts.
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
+# --- HTTPS ----------------------------------------------------------------------------------
+# One switch for running behind a TLS proxy (nginx, a load balancer) that sets
+# X-Forwarded-Proto: secure cookies, HSTS, redirects from http to https, and trust in that
+# header (so the proxy must overwrite any X-Forwarded-Proto a client sends). Off for bin/serve
+# on http://127.0.0.1.
+HTTPS = env.bool("HTTPS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = HTTPS
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+# How long browsers keep to https once they have seen it (default one year).
+SECURE_HSTS_SECONDS = env.int("HSTS_SECONDS", default=365 * 24 * 3600) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("HSTS_PRELOAD", default=False)
+# Health probes and the metrics scraper ask over plain http from inside, past the proxy.
+SECURE_REDIRECT_EXEMPT = [r"^health/$", r"^metrics/?$"]
+SILENCED_SYSTEM_CHECKS = [
+    # HSTS includeSubDomains (W005) and preload (W021) are commitments only the operator can
+    # make: the first forces https on every subdomain of this host, the second has browsers
+    # ship the domain as https-only for months. Off by default; see HSTS_INCLUDE_SUBDOMAINS
+    # and HSTS_PRELOAD.
+    "security.W005",
+    "security.W021",
+]
+
+# --- Admin login throttling (django-axes) ---------------------------------------------------
+# After LOGIN_FAILURE_LIMIT failed logins for one username from one address, that pair waits
+# LOGIN_COOLOFF_MINUTES (HTTP 429). Keyed by both, so nobody can lock a colleague out from
+# elsewhere; a successful login clears the count.
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Behind the TLS proxy every request comes from the proxy: take the address it appended.
+AXES_CLIENT_IP_CALLABLE = "config.client_ip.forwarded_client_ip" if HTTPS else None
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login early
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -38,6 +77,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_celery_beat",
+    "axes",
     "portals",
     "notifications",
 ]
@@ -52,6 +92,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it turns a lockout into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -129,6 +171,15 @@ if not ENCRYPTION_KEYS and not DEBUG:
 BITRIX_OAUTH_SERVER = env.str("BITRIX_OAUTH_SERVER", default="https://oauth.bitrix.info").rstrip(
     "/"
 )
+# The only places the client_secret and tokens are ever sent: Bitrix24's authorization
+# servers, as origins (scheme://host[:port]). Tests add their fake's origin.
+BITRIX_AUTH_SERVERS = [
+    s.strip().rstrip("/")
+    for s in env.list(
+        "BITRIX_AUTH_SERVERS", default=["https://oauth.bitrix.info", "https://oauth.bitrix24.tech"]
+    )
+    if s.strip()
+]
 # Lets tests and local fakes use http:// URLs; never turn it on in production.
 BITRIX_ALLOW_HTTP = env.bool("BITRIX_ALLOW_HTTP", default=False)
 # The zone a bare portal name is put in: "acme" -> "acme.bitrix24.ru".
@@ -141,6 +192,11 @@ BITRIX_HTTP_POOL_SIZE = env.int("BITRIX_HTTP_POOL_SIZE", default=32)
 TOKEN_REFRESH_WAIT = env.float("TOKEN_REFRESH_WAIT", default=20.0)
 # A refresh marked as started longer ago than this is presumed dead (its process crashed).
 TOKEN_REFRESH_LEASE = env.int("TOKEN_REFRESH_LEASE", default=60)
+# Seconds a refresh keeps retrying to store a new pair through a database outage. The pair is
+# in the local journal (VAR_DIR/journal) first, so even after this it is replayed later.
+TOKEN_STORE_RETRY = env.float("TOKEN_STORE_RETRY", default=120.0)
+# The local journal of token pairs received from Bitrix24 but not yet stored.
+TOKEN_JOURNAL_DIR = VAR_DIR / "journal"
 
 # A provider-wide outage: more than this share of refreshable tokens failing transiently
 # within 10 minutes (and at least OUTAGE_MIN_TOKENS of them) opens one outage incident.
@@ -253,7 +309,9 @@ DEFAULT_FROM_EMAIL = SERVER_EMAIL
 EMAIL_SUBJECT_PREFIX = "[b24keeper] "
 EMAIL_TIMEOUT = 20
 
-# --- Logging --------------------------------------------------------------------------------
+# --- Logging and error pages ----------------------------------------------------------------
+# Error pages (DEBUG) and error reports hide POST fields and variables marked sensitive.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "config.error_reports.SecretsExceptionReporterFilter"
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
@@ -266,5 +324,5 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # urllib3 logs full request URLs at DEBUG, and Telegram's URL holds the bot token (the
     # Telegram backend filters it, RedactSecretsFilter too): keep urllib3 at WARNING anyway.
-    "loggers": {"urllib3": {"level": "WARNING"}},
+    "loggers": {"urllib3": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

@@ -2,18 +2,22 @@
 channel went quiet. Credentials are masked; deliveries and incidents are read-only. An open
 incident that no enabled channel covers is flagged on the incident and channel lists."""
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
+from encryption import crypto
 from notifications import coverage, dispatch, sending
 from notifications.backends import BACKENDS, ConfigurationError
 from notifications.forms import ChannelForm, credential_input
 from notifications.models import Channel, Delivery, Incident
-from portals import crypto
 
 RED, ORANGE, GREEN, GREY, BLUE = "#dc3545", "#fd7e14", "#198754", "#6c757d", "#0d6efd"
 DELIVERY_COLOURS = {
@@ -25,6 +29,13 @@ DELIVERY_COLOURS = {
 }
 # Encrypted columns nobody reads on these pages: decrypting them costs time per row.
 TOKEN_SECRETS = ("access_token", "refresh_token")
+# The channel form's inputs that carry a secret credential: hidden on error pages.
+SECRET_INPUTS = tuple(
+    credential_input(kind, credential.name)
+    for kind, backend in BACKENDS.items()
+    for credential in backend.credential_fields
+    if credential.secret
+)
 
 
 def badge(colour: str, text: str, title: str = "") -> str:
@@ -105,6 +116,11 @@ class ChannelAdmin(admin.ModelAdmin):
             )
         )
 
+    @method_decorator(sensitive_post_parameters(*SECRET_INPUTS))
+    @method_decorator(sensitive_variables())
+    def changeform_view(self, *args: Any, **kwargs: Any) -> HttpResponse:
+        return super().changeform_view(*args, **kwargs)
+
     def get_readonly_fields(self, request: HttpRequest, obj: Channel | None = None) -> list[str]:
         # Another provider needs other credentials: make a new channel instead.
         return [*self.readonly_fields, "kind"] if obj else list(self.readonly_fields)
@@ -175,19 +191,27 @@ class ChannelAdmin(admin.ModelAdmin):
         ]
         return "; ".join(shown)
 
-    @admin.action(description="Send test message")
+    def has_send_test_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("notifications.send_test_message")
+
+    def has_toggle_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("notifications.toggle_channel")
+
+    @admin.action(description="Send test message", permissions=["send_test"])
     def send_test_message(self, request: HttpRequest, queryset: QuerySet) -> None:
         for channel in queryset:
             ok, answer = sending.send_test(channel)
             level = messages.SUCCESS if ok else messages.ERROR
             self.message_user(request, f"“{channel.name}”: {answer}", level)
 
-    @admin.action(description="Enable (clears the error; sends what waited)")
+    @admin.action(
+        description="Enable (clears the error; sends what waited)", permissions=["toggle"]
+    )
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = dispatch.enable_channels(queryset.values_list("pk", flat=True))
         self.message_user(request, f"{count} channel(s) enabled.", messages.SUCCESS)
 
-    @admin.action(description="Disable (alerts wait until enabled)")
+    @admin.action(description="Disable (alerts wait until enabled)", permissions=["toggle"])
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = dispatch.disable_channels(queryset.values_list("pk", flat=True))
         self.message_user(request, f"{count} channel(s) disabled.", messages.SUCCESS)

@@ -6,6 +6,7 @@ class NotificationsConfig(AppConfig):
     verbose_name = "Escalations and notifications"
 
     def ready(self) -> None:
-        from notifications import dispatch
+        from notifications import dispatch, escalation
 
         dispatch.connect_receivers()
+        escalation.connect_receivers()

@@ -8,6 +8,7 @@ holds every provider's inputs, one group each; only the chosen provider's are re
 from typing import Any
 
 from django import forms
+from django.views.decorators.debug import sensitive_variables
 
 from notifications.backends import BACKENDS, ConfigurationError, CredentialField, get_backend
 from notifications.backends.base import DESTINATIONS
@@ -55,6 +56,7 @@ class _ChannelForm(forms.ModelForm):
                     self.fields[name].initial = stored.get(credential.name, "")
         self.credentials: dict[str, str] = {}
 
+    @sensitive_variables()
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         kind = cleaned.get("kind") or self.instance.kind
@@ -79,6 +81,7 @@ class _ChannelForm(forms.ModelForm):
                 self.add_error(None, str(err))
         return cleaned
 
+    @sensitive_variables()
     def _credentials(self, kind: str, cleaned: dict[str, Any]) -> dict[str, str]:
         """The stored values (same provider only), overwritten by what was typed."""
         same = self.instance.pk and self.instance.kind == kind
@@ -99,6 +102,7 @@ class _ChannelForm(forms.ModelForm):
         except ConfigurationError:
             return {}  # unreadable (a lost key): the form asks for all of them again
 
+    @sensitive_variables()
     def save(self, commit: bool = True) -> Channel:
         self.instance.set_credentials(self.credentials)
         self.instance.destination = self.instance.destination.strip()

@@ -7,10 +7,11 @@ import json
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
+from encryption.crypto import DecryptionError
+from encryption.fields import EncryptedTextField
 from notifications.backends import BACKENDS, Backend, ConfigurationError, get_backend
-from portals.crypto import DecryptionError
-from portals.fields import EncryptedTextField
 
 
 class Incident(models.Model):
@@ -182,10 +183,15 @@ class Channel(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("send_test_message", "Can send a test message"),
+            ("toggle_channel", "Can disable and enable channels"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
 
+    @sensitive_variables()
     def get_credentials(self) -> dict[str, str]:
         """The stored credentials; ConfigurationError when they cannot be read."""
         try:
@@ -201,9 +207,11 @@ class Channel(models.Model):
             )
         return {str(k): str(v) for k, v in value.items()}
 
+    @sensitive_variables()
     def set_credentials(self, values: dict[str, str]) -> None:
         self.credentials = json.dumps(values, sort_keys=True)
 
+    @sensitive_variables()
     def backend(self) -> Backend:
         """The provider backend for this channel; ConfigurationError when it cannot work."""
         return get_backend(self.kind, self.get_credentials(), self.destination)

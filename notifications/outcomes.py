@@ -100,7 +100,7 @@ def fail(channel: Channel, ids: list[int], reason: str, statuses: tuple[str, ...
             status=Status.FAILED, error=reason, next_check_at=None
         )
         dispatch.switch_off(channel.pk, reason)
-    logger.error("channel %s (%s) switched off: %s", channel.pk, channel.kind, reason)
+    logger.error("channel %s (%s) disabled: %s", channel.pk, channel.kind, reason)
     return Outcome("failed")
 
 

@@ -231,6 +231,16 @@ def _send(channel_id: int, ids: list[int], lead: int) -> Outcome:
 def send_test(channel: Channel) -> tuple[bool, str]:
     """Send a test message now, in this process; returns (success, the provider's answer)."""
     now = timezone.now()
+    row = {"kind": channel.kind, "destination": channel.destination}
+    row["interval"] = _recipient_interval(channel.kind)
+    spaced_until = _recipient_slot(row, now)
+    if spaced_until is not None:  # the provider would refuse it: say so rather than try
+        wait = max(int((spaced_until - now).total_seconds()) + 1, 1)
+        return False, (
+            f"{channel.get_kind_display()} takes one message per recipient every "
+            f"{row['interval']:g} s and one went to {channel.destination} just now; "
+            f"try again in {wait} s."
+        )
     try:
         result: SendResult = channel.backend().send(messages.test_message(channel))
     except (ConfigurationError, PermanentDeliveryError, TransientDeliveryError) as err:

@@ -1,24 +1,28 @@
 """Admin for portals, app credentials and tokens: the staff's home."""
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from notifications.models import Incident
-from portals import crypto
+from encryption import crypto
+from portals import service
 from portals.connect import ConnectError, ConnectInput, authorize_url, connect_portal
-from portals.errors import OAuthError
+from portals.errors import OAuthError, TokenError
 from portals.forms import ConnectPortalForm
 from portals.models import AppCredentials, Portal, RefreshAttempt, Token, TokenStatus
-from portals.tokens import TokenError, refresh
+from portals.tokens import refresh
 
 STATUS_COLOURS = {
     TokenStatus.AWAITING_CODE: "#6c757d",
@@ -28,7 +32,10 @@ STATUS_COLOURS = {
     TokenStatus.UNINSTALLED: "#dc3545",
     TokenStatus.PAYMENT_REQUIRED: "#dc3545",
     TokenStatus.DISABLED: "#adb5bd",
+    TokenStatus.CONFIG_ERROR: "#dc3545",
 }
+# Custom permissions (Token.Meta.permissions), checked by the actions and views below.
+CONNECT, REFRESH, TOGGLE = "portals.connect_portal", "portals.refresh_token", "portals.toggle_token"
 
 
 @admin.register(Portal)
@@ -65,6 +72,7 @@ class AppCredentialsForm(forms.ModelForm):
             self.add_error("new_client_secret", "Enter the client secret from the app's card.")
         return cleaned
 
+    @sensitive_variables()
     def save(self, commit: bool = True) -> AppCredentials:
         if secret := self.cleaned_data.get("new_client_secret"):
             self.instance.client_secret = secret
@@ -97,6 +105,11 @@ class AppCredentialsAdmin(admin.ModelAdmin):
     def masked_secret(self, obj: AppCredentials) -> str:
         return crypto.mask(obj.client_secret)
 
+    @method_decorator(sensitive_post_parameters("new_client_secret"))
+    @method_decorator(sensitive_variables())
+    def changeform_view(self, *args: Any, **kwargs: Any) -> HttpResponse:
+        return super().changeform_view(*args, **kwargs)
+
 
 ATTEMPT_ROW = (
     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td></tr>"
@@ -121,6 +134,8 @@ class TokenAdmin(admin.ModelAdmin):
     autocomplete_fields = ["owner"]
     search_fields = ["reference", "portal__domain", "portal__member_id"]
     actions = ["refresh_now", "disable", "enable"]
+    # Staff own the reference, owner and notes; everything else is written only by the token
+    # service (a form that saved `version` or a claim could undo a refresh in flight).
     readonly_fields = [
         "portal",
         "app",
@@ -142,7 +157,7 @@ class TokenAdmin(admin.ModelAdmin):
         "attempt_history",
     ]
     fieldsets = [
-        (None, {"fields": ["reference", "portal", "app", "owner", "status_badge"]}),
+        (None, {"fields": ["reference", "portal", "app", "owner", "status_badge", "notes"]}),
         (
             "Token",
             {
@@ -175,7 +190,10 @@ class TokenAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        open_incidents = Incident.objects.filter(token=OuterRef("pk"), resolved_at=None)
+        # Incidents belong to notifications, which depends on portals, not the other way:
+        # reach them through the reverse relation instead of importing the model.
+        incident = Token._meta.get_field("incidents").related_model
+        open_incidents = incident.objects.filter(token=OuterRef("pk"), resolved_at=None)
         # Encrypted columns stay unread in the list: decrypting 100 rows costs real time.
         return (
             super()
@@ -186,6 +204,24 @@ class TokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # tokens are created by connecting a portal: see "Add task"
+
+    def has_refresh_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(REFRESH)
+
+    def has_toggle_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(TOGGLE)
+
+    def save_model(
+        self, request: HttpRequest, obj: Token, form: forms.ModelForm, change: bool
+    ) -> None:
+        fields = {name: form.cleaned_data[name] for name in ("reference", "owner", "notes")}
+        service.update_staff_fields(obj.pk, **fields)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        extra = {"can_connect": request.user.has_perm(CONNECT), **(extra_context or {})}
+        return super().changelist_view(request, extra)
 
     def get_urls(self) -> list:
         connect = path(
@@ -261,7 +297,7 @@ class TokenAdmin(admin.ModelAdmin):
         )
         return format_html("<table>{}{}</table>", header, mark_safe("".join(rows)))  # noqa: S308
 
-    @admin.action(description="Refresh now")
+    @admin.action(description="Refresh now", permissions=["refresh"])
     def refresh_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         for reference in queryset.values_list("reference", flat=True):
             try:
@@ -273,27 +309,24 @@ class TokenAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"Refreshed “{reference}”.", messages.SUCCESS)
 
-    @admin.action(description="Disable (stop refreshing)")
+    @admin.action(description="Disable (stop refreshing)", permissions=["toggle"])
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = queryset.update(status=TokenStatus.DISABLED, next_refresh_at=None)
+        count = service.disable(list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{count} token(s) disabled.", messages.SUCCESS)
 
-    @admin.action(description="Enable (refresh on schedule again)")
+    @admin.action(description="Enable (refresh on schedule again)", permissions=["toggle"])
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = queryset.exclude(status=TokenStatus.AWAITING_CODE).update(
-            status=TokenStatus.ACTIVE,
-            next_refresh_at=timezone.now(),
-            failure_count=0,
-            failing_since=None,
-            last_error_code="",
-            last_error="",
-        )
+        count = service.enable(list(queryset.values_list("pk", flat=True)))
         self.message_user(
             request, f"{count} token(s) enabled; they refresh within a minute.", messages.SUCCESS
         )
 
+    @method_decorator(sensitive_post_parameters("client_secret", "code"))
+    @method_decorator(sensitive_variables())
     def connect_view(self, request: HttpRequest) -> HttpResponse:
         """The "Add task" form: exchanges the code within this same request."""
+        if not request.user.has_perm(CONNECT):
+            raise PermissionDenied("Connecting portals needs the “connect portals” permission.")
         preview = "_preview" in request.POST
         if preview:  # only show the authorize URL; keep what was typed, except secrets
             kept = ("portal", "client_id", "scope", "reference", "app_name")

@@ -13,22 +13,15 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
-from portals import escalation, schedule
-from portals.errors import OAuthError
-from portals.models import AppCredentials, Portal, RefreshAttempt, Token, TokenStatus
+from portals import authservers, oauth, service
+from portals.errors import ConfigurationError, OAuthError, form_field
+from portals.models import AppCredentials, Portal, Token
 from portals.oauth import BitrixOAuthClient, TokenGrant, auth_server_from_endpoint
 from portals.validation import normalize_portal_address, normalize_scope, validate_client_id
 
 log = logging.getLogger(__name__)
-
-# Which form field a token-endpoint error points at.
-ERROR_FIELDS = {
-    "invalid_grant": "code",
-    "expired_token": "code",
-    "wrong_client": "client_id",
-    "invalid_client": "client_secret",
-}
 CODE_HINT = (
     "Codes live 30 seconds and work once. Open {authorize_url} again and submit the new code "
     "at once."
@@ -58,6 +51,7 @@ class ConnectInput:
         return f"ConnectInput(portal={self.portal!r}, client_id={self.client_id!r})"
 
 
+@sensitive_variables()
 def clean_input(data: ConnectInput) -> ConnectInput:
     """Normalise every field, or raise ValidationError({field: [messages]}) for all at once."""
     errors: dict[str, list[str]] = {}
@@ -98,9 +92,10 @@ def _clean_reference(value: str) -> str:
 
 
 def authorize_url(portal: str, client_id: str) -> str:
-    return BitrixOAuthClient().authorize_url(normalize_portal_address(portal), client_id)
+    return oauth.authorize_url(normalize_portal_address(portal), client_id)
 
 
+@sensitive_variables()
 def connect_portal(data: ConnectInput) -> Token:
     """Exchange the code and store portal, app credentials and token. Raises ValidationError
     (bad input, nothing sent) or ConnectError (Bitrix24 refused, nothing stored)."""
@@ -112,10 +107,21 @@ def connect_portal(data: ConnectInput) -> Token:
         grant = BitrixOAuthClient(server=server).exchange_code(
             data.client_id, data.client_secret, data.code
         )
+        _check_answer(grant)
     except OAuthError as err:
         log.info("connect %s/%s refused: %s", data.portal, data.client_id, err.code)
         raise _connect_error(err, data) from None
+    except ConfigurationError as err:
+        log.warning("connect %s/%s: %s", data.portal, data.client_id, err)
+        raise ConnectError(str(err)) from None
     return _store_connection(data, grant, started, int((time.monotonic() - began) * 1000))
+
+
+def _check_answer(grant: TokenGrant) -> None:
+    """Refuse an answer that names an authorization server outside BITRIX_AUTH_SERVERS: the
+    next refresh would send the client_secret there."""
+    if grant.server_endpoint:
+        authservers.require(grant.server_endpoint, "Bitrix24's answer names a server_endpoint")
 
 
 def _known_auth_server(domain: str) -> str | None:
@@ -146,7 +152,7 @@ def _check_reference_is_free(data: ConnectInput) -> None:
 
 
 def _connect_error(err: OAuthError, data: ConnectInput) -> ConnectError:
-    field = ERROR_FIELDS.get(err.code.lower())
+    field = form_field(err)
     message = err.message()
     if field == "code":
         url = authorize_url(data.portal, data.client_id)
@@ -154,6 +160,7 @@ def _connect_error(err: OAuthError, data: ConnectInput) -> ConnectError:
     return ConnectError(message, field)
 
 
+@sensitive_variables()
 @transaction.atomic
 def _store_connection(data: ConnectInput, grant: TokenGrant, started, duration_ms) -> Token:
     portal = _upsert_portal(data.portal, grant)
@@ -166,29 +173,14 @@ def _store_connection(data: ConnectInput, grant: TokenGrant, started, duration_m
             "name": data.app_name or data.client_id,
         },
     )
-    token = Token.objects.filter(portal=portal, app=app).first() or Token(portal=portal, app=app)
-    now = timezone.now()
+    # Locked: a refresh storing meanwhile must not interleave with the new chain's pair.
+    existing = Token.objects.select_for_update().filter(portal=portal, app=app).first()
+    token = existing or Token(portal=portal, app=app)
     token.reference = data.reference
     token.owner_id = data.owner_id or token.owner_id
-    token.access_token, token.refresh_token = grant.access_token, grant.refresh_token
-    token.expires_at, token.scope = grant.expires_at, data.scope
-    token.server_endpoint, token.client_endpoint = grant.server_endpoint, grant.client_endpoint
-    token.user_id, token.status = grant.user_id, TokenStatus.ACTIVE
-    token.version, token.last_refreshed_at = token.version + 1, now
-    token.failure_count, token.last_error_code, token.last_error = 0, "", ""
-    token.failing_since = token.refresh_started_at = token.claimed_until = None
-    token.next_refresh_at = schedule.next_refresh_after_success(app, grant.expires_at, now)
-    token.save()
-    RefreshAttempt.objects.create(
-        token=token,
-        kind=RefreshAttempt.Kind.CODE_EXCHANGE,
-        outcome=RefreshAttempt.Outcome.SUCCESS,
-        started_at=started,
-        finished_at=now,
-        duration_ms=duration_ms,
+    return service.store_connection(
+        token, grant, scope=data.scope, started=started, duration_ms=duration_ms
     )
-    escalation.on_recovery(token)
-    return token
 
 
 def _upsert_portal(domain: str, grant: TokenGrant) -> Portal:

@@ -1,13 +1,17 @@
 """Portals, app credentials, tokens and the refresh audit log."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from portals.fields import EncryptedTextField
+from encryption.fields import EncryptedTextField
+from portals import authservers
+from portals.errors import ConfigurationError
 from portals.validation import normalize_portal_address, normalize_scope, validate_client_id
 
 
@@ -43,6 +47,11 @@ class Portal(models.Model):
 
     def clean(self) -> None:
         self.domain = normalize_portal_address(self.domain)
+        if self.auth_server:
+            try:
+                self.auth_server = authservers.require(self.auth_server, "The authorization server")
+            except ConfigurationError as err:
+                raise ValidationError({"auth_server": str(err)}) from None
 
     def authorization_server(self) -> str:
         return (self.auth_server or settings.BITRIX_OAUTH_SERVER).rstrip("/")
@@ -74,20 +83,40 @@ class AppCredentials(models.Model):
         "keep-alive refresh so the refresh token (30 days) never lapses; Bitrix24 advises "
         "against frequent scheduled refreshes.",
     )
+    # Bounded so that every schedule is computable and useful: an access token lives 60
+    # minutes and a refresh token 30 days (docs/bitrix24-protocol.md §3.1).
     refresh_interval_minutes = models.PositiveIntegerField(
         default=25,
-        help_text="With “every N minutes”: minutes between refreshes. Keep it under 60, "
-        "the access token's lifetime.",
+        validators=[
+            MinValueValidator(1, "Refresh at most once a minute: enter 1 to 55 minutes."),
+            MaxValueValidator(
+                55, "Refresh at least every 55 minutes (an access token lives 60): enter 1–55."
+            ),
+        ],
+        help_text="With “every N minutes”: minutes between refreshes, 1–55 (an access token "
+        "lives 60 minutes).",
     )
     refresh_before_expiry_minutes = models.PositiveIntegerField(
         default=10,
+        validators=[
+            MinValueValidator(1, "Enter at least 1 minute."),
+            MaxValueValidator(
+                59, "An access token lives 60 minutes: enter fewer than 60 minutes (1–59)."
+            ),
+        ],
         help_text="With “before expiry only”: refresh when fewer than this many minutes of "
-        "the access token remain.",
+        "the access token remain, 1–59.",
     )
     keepalive_days = models.PositiveIntegerField(
         default=7,
-        help_text="With “before expiry only”: refresh at least this often even when nothing "
-        "uses the token, well inside the refresh token's 30-day life.",
+        validators=[
+            MinValueValidator(1, "Enter at least 1 day."),
+            MaxValueValidator(
+                29, "A refresh token lives 30 days: keep it alive at least every 29 days (1–29)."
+            ),
+        ],
+        help_text="With “before expiry only”: refresh at least this often, 1–29 days, even when "
+        "nothing uses the token, inside the refresh token's 30-day life.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -113,21 +142,30 @@ class TokenStatus(models.TextChoices):
     UNINSTALLED = "uninstalled", "App uninstalled"
     PAYMENT_REQUIRED = "payment_required", "Payment required"
     DISABLED = "disabled", "Disabled"
+    CONFIG_ERROR = "config_error", "Configuration error"
 
 
-# Statuses in which the scheduler keeps refreshing the token.
+# Statuses in which the token can be used and the scheduler keeps refreshing it.
 REFRESHABLE_STATUSES = (TokenStatus.ACTIVE, TokenStatus.REFRESH_FAILING)
+# Statuses the sweep visits: a configuration error is retried (with backoff), so the token
+# recovers by itself once the setting is fixed.
+SCHEDULED_STATUSES = (*REFRESHABLE_STATUSES, TokenStatus.CONFIG_ERROR)
+# A freshly rotated pair makes these statuses active again. needs_reauth is among them: it is
+# what another process concludes when it tries the refresh token our pair just replaced.
+# Statuses staff set (disabled) or Bitrix set for a reason a new pair does not undo
+# (uninstalled, payment required) stay as they are.
+REACTIVATED_BY_A_NEW_PAIR = (*SCHEDULED_STATUSES, TokenStatus.NEEDS_REAUTH)
 
 
 class TokenQuerySet(models.QuerySet):
     def refreshable(self) -> "TokenQuerySet":
         return self.filter(status__in=REFRESHABLE_STATUSES)
 
-    def due(self, now=None) -> "TokenQuerySet":
+    def due(self, now: datetime | None = None) -> "TokenQuerySet":
         """Tokens whose next refresh time has come and that no sweep has claimed."""
         now = now or timezone.now()
         return (
-            self.refreshable()
+            self.filter(status__in=SCHEDULED_STATUSES)
             .filter(next_refresh_at__lte=now)
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         )
@@ -144,7 +182,7 @@ class Token(models.Model):
     reference = models.SlugField(
         max_length=100,
         unique=True,
-        help_text="The name other code uses to get this token: get_access_token('token').",
+        help_text="The name other code uses to get this token: get_access_token(reference).",
     )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -153,6 +191,9 @@ class Token(models.Model):
         blank=True,
         related_name="owned_tokens",
         help_text="The staff member responsible for this token; alerts name them.",
+    )
+    notes = models.TextField(
+        blank=True, help_text="Anything staff want to remember about this token."
     )
     status = models.CharField(
         max_length=20, choices=TokenStatus.choices, default=TokenStatus.AWAITING_CODE
@@ -196,6 +237,11 @@ class Token(models.Model):
 
     class Meta:
         ordering = ["reference"]
+        permissions = [
+            ("connect_portal", "Can connect portals (Add task, Connect, Re-connect)"),
+            ("refresh_token", "Can refresh tokens now"),
+            ("toggle_token", "Can disable and enable tokens"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["portal", "app"], name="one_token_per_connection")
         ]
@@ -204,7 +250,7 @@ class Token(models.Model):
             models.Index(
                 fields=["next_refresh_at"],
                 name="token_due_idx",
-                condition=Q(status__in=["active", "refresh_failing"]),
+                condition=Q(status__in=["active", "refresh_failing", "config_error"]),
             ),
             # The outage check: tokens failing transiently within the last 10 minutes.
             models.Index(
@@ -237,6 +283,8 @@ class RefreshAttempt(models.Model):
         TRANSIENT_ERROR = "transient_error", "Transient error"
         PERMANENT_ERROR = "permanent_error", "Permanent error"
         INTERRUPTED = "interrupted", "Interrupted (process died mid-refresh)"
+        CONFIG_ERROR = "config_error", "Configuration error (nothing sent)"
+        RESTORED = "restored", "Restored from the local journal"
 
     token = models.ForeignKey(Token, on_delete=models.CASCADE, related_name="attempts")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -247,6 +295,9 @@ class RefreshAttempt(models.Model):
     error_description = models.TextField(blank=True)
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
+    store_retries = models.PositiveSmallIntegerField(
+        default=0, help_text="Times storing the new pair failed (database outage) and was retried."
+    )
 
     class Meta:
         ordering = ["-started_at"]

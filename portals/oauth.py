@@ -1,6 +1,7 @@
-"""A plain client for the Bitrix24 authorization server (protocol notes §1, §2, §4.2).
+"""A plain client for the Bitrix24 authorization server (docs/bitrix24-protocol.md §1, §2, §4.2).
 
-No ORM access: credentials in, a TokenGrant or an OAuthError out.
+No ORM access: credentials in, a TokenGrant or an OAuthError out. The server must be one of
+BITRIX_AUTH_SERVERS (ConfigurationError otherwise, before anything is sent).
 
 Requests go as POST with a form body (b24jssdk's approach, checked against
 oauth.bitrix24.tech): the secret, the code and the refresh token then never appear in a URL,
@@ -11,15 +12,23 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 
-from portals.errors import OAuthError, PermanentOAuthError, classify, transient
+from portals import authservers
+from portals.errors import OAuthError, classify, transient
 
 REQUIRED_FIELDS = ("access_token", "refresh_token")
+# What the informational fields of an answer can hold (docs/bitrix24-protocol.md §2, §9): a
+# user id is a 32-bit integer, member_id 32 hex characters, an endpoint a short URL (our
+# columns hold 200 characters). A value outside these is dropped, never the token pair with it.
+USER_ID_MAX = 2**31 - 1
+MEMBER_ID_LENGTH = 32
+ENDPOINT_MAX_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -40,8 +49,16 @@ class TokenGrant:
 
 def auth_server_from_endpoint(server_endpoint: str) -> str:
     """'https://oauth.bitrix.info/rest/' -> 'https://oauth.bitrix.info'."""
-    parts = urlsplit(server_endpoint)
-    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+    return authservers.base_url(server_endpoint)
+
+
+def authorize_url(portal_domain: str, client_id: str, state: str = "") -> str:
+    """The portal's page where a user grants access (docs/bitrix24-protocol.md §1)."""
+    query = {"client_id": client_id, "response_type": "code"}
+    if state:
+        query["state"] = state
+    local = settings.BITRIX_ALLOW_HTTP and portal_domain.startswith("127.")
+    return f"{'http' if local else 'https'}://{portal_domain}/oauth/authorize/?{urlencode(query)}"
 
 
 class BitrixOAuthClient:
@@ -50,10 +67,12 @@ class BitrixOAuthClient:
     _session: requests.Session | None = None
 
     def __init__(self, server: str | None = None, session: requests.Session | None = None):
-        self.server = (server or settings.BITRIX_OAUTH_SERVER).rstrip("/")
+        # Raises ConfigurationError for anything outside BITRIX_AUTH_SERVERS: the secret and
+        # the tokens go nowhere else.
+        self.server = authservers.require(
+            server or settings.BITRIX_OAUTH_SERVER, "The authorization server"
+        )
         self.timeout = (settings.BITRIX_CONNECT_TIMEOUT, settings.BITRIX_READ_TIMEOUT)
-        self.allow_http = settings.BITRIX_ALLOW_HTTP
-        self._check_scheme(self.server, "BITRIX_OAUTH_SERVER")
         self.session = session or self._shared_session()
 
     @classmethod
@@ -67,21 +86,7 @@ class BitrixOAuthClient:
             cls._session = session
         return cls._session
 
-    def _check_scheme(self, url: str, what: str) -> None:
-        scheme = urlsplit(url).scheme
-        if scheme != "https" and not (self.allow_http and scheme == "http"):
-            raise PermanentOAuthError(
-                "insecure_url",
-                hint=f"{what} must be an https:// URL (http:// only with BITRIX_ALLOW_HTTP).",
-            )
-
-    def authorize_url(self, portal_domain: str, client_id: str, state: str = "") -> str:
-        query = {"client_id": client_id, "response_type": "code"}
-        if state:
-            query["state"] = state
-        scheme = "http" if self.allow_http and portal_domain.startswith("127.") else "https"
-        return f"{scheme}://{portal_domain}/oauth/authorize/?{urlencode(query)}"
-
+    @sensitive_variables()
     def exchange_code(self, client_id: str, client_secret: str, code: str) -> TokenGrant:
         return self._token_request(
             {
@@ -92,6 +97,7 @@ class BitrixOAuthClient:
             }
         )
 
+    @sensitive_variables()
     def refresh(self, client_id: str, client_secret: str, refresh_token: str) -> TokenGrant:
         return self._token_request(
             {
@@ -102,10 +108,14 @@ class BitrixOAuthClient:
             }
         )
 
+    @sensitive_variables()
     def _token_request(self, form: dict[str, str]) -> TokenGrant:
         url = f"{self.server}/oauth/token/"
         try:
-            response = self.session.post(url, data=form, timeout=self.timeout)
+            # Never follow a redirect: a 307 would re-send the secret to wherever it points.
+            response = self.session.post(
+                url, data=form, timeout=self.timeout, allow_redirects=False
+            )
         except requests.Timeout:
             raise transient("timeout", "The authorization server did not answer in time.") from None
         except requests.RequestException as err:
@@ -161,22 +171,34 @@ def _grant_from_body(body: dict[str, Any], http_status: int) -> TokenGrant:
         )
     try:
         expires = int(body.get("expires") or time.time() + int(body["expires_in"]))
+        expires_at = datetime.fromtimestamp(expires, tz=UTC)
         user_id = int(body["user_id"]) if body.get("user_id") not in (None, "") else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, OSError):  # the last two: a huge timestamp
         raise transient(
             "unreadable_body", "The token answer has malformed numbers.", http_status
         ) from None
     return TokenGrant(
         access_token=str(body["access_token"]),
         refresh_token=str(body["refresh_token"]),
-        expires_at=datetime.fromtimestamp(expires, tz=UTC),
+        expires_at=expires_at,
         scope=str(body.get("scope") or ""),
-        server_endpoint=str(body.get("server_endpoint") or ""),
-        client_endpoint=str(body.get("client_endpoint") or ""),
-        member_id=str(body.get("member_id") or ""),
-        user_id=user_id,
+        server_endpoint=_short(body.get("server_endpoint"), ENDPOINT_MAX_LENGTH),
+        client_endpoint=_short(body.get("client_endpoint"), ENDPOINT_MAX_LENGTH),
+        member_id=_short(body.get("member_id"), MEMBER_ID_LENGTH),
+        user_id=user_id if user_id is not None and 0 <= user_id <= USER_ID_MAX else None,
         domain=str(body.get("domain") or ""),
     )
 
 
-__all__ = ["BitrixOAuthClient", "OAuthError", "TokenGrant", "auth_server_from_endpoint"]
+def _short(value: object, limit: int) -> str:
+    text = str(value or "")
+    return text if len(text) <= limit else ""
+
+
+__all__ = [
+    "BitrixOAuthClient",
+    "OAuthError",
+    "TokenGrant",
+    "auth_server_from_endpoint",
+    "authorize_url",
+]

@@ -27,16 +27,24 @@ def _jitter(span: timedelta) -> timedelta:
 def next_refresh_after_success(
     app: AppCredentials, expires_at: datetime, now: datetime
 ) -> datetime:
-    """The app's policy, jittered early (never late), and never past expiry minus a margin."""
+    """The app's policy, jittered early (never late), and never past expiry minus a margin.
+
+    The policy fields are bounded by the model's validators; they are clamped here as well, so a
+    row written before those bounds existed can never make this raise after Bitrix rotated."""
     if app.refresh_policy == AppCredentials.RefreshPolicy.BEFORE_EXPIRY:
-        keepalive = now + timedelta(days=app.keepalive_days)
-        before_expiry = expires_at - timedelta(minutes=app.refresh_before_expiry_minutes)
+        keepalive = now + timedelta(days=_clamp(app.keepalive_days, 1, 29))
+        minutes = _clamp(app.refresh_before_expiry_minutes, 1, 59)
+        before_expiry = expires_at - timedelta(minutes=minutes)
         due = min(keepalive, before_expiry)
     else:
-        due = now + timedelta(minutes=app.refresh_interval_minutes)
+        due = now + timedelta(minutes=_clamp(app.refresh_interval_minutes, 1, 55))
     due -= _jitter(due - now)
     latest = expires_at - EXPIRY_SAFETY
     return max(now, min(due, latest))
+
+
+def _clamp(value: int, low: int, high: int) -> int:
+    return max(low, min(int(value), high))
 
 
 def backoff_delay(failure_count: int) -> timedelta:

@@ -11,12 +11,13 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from portals.errors import OAuthError
-from portals.models import REFRESHABLE_STATUSES, RefreshAttempt, Token
-from portals.tokens import TokenError, refresh_token
+from portals import service
+from portals.errors import OAuthError, TokenError, TokenNotFound
+from portals.models import SCHEDULED_STATUSES, RefreshAttempt, Token
+from portals.tokens import refresh_token
 
 log = logging.getLogger(__name__)
 SWEEP_TASK_NAME = "portals.tasks.sweep_due_tokens"
@@ -58,18 +59,35 @@ def refresh_if_due(token_id: int, now: datetime | None = None) -> str:
     """The task body: refresh one token if it is still due. Returns what happened, in a word.
 
     Re-checking due-ness makes a duplicate or redelivered task harmless: once one run has
-    refreshed the token, its next refresh time lies in the future and the others skip.
+    refreshed the token, its next refresh time lies in the future and the others skip. The
+    sweep's claim ends here whatever happened, so the token is never kept from the next sweep
+    (a successful store releases it in the same statement).
     """
-    now = now or timezone.now()
-    token = Token.objects.select_related("portal", "app").filter(pk=token_id).first()
-    if token is None or token.status not in REFRESHABLE_STATUSES:
+    outcome = "failed"
+    try:
+        outcome = _refresh_if_due(token_id, now or timezone.now())
+    finally:
+        if outcome != "refreshed":
+            _release(token_id)
+    return outcome
+
+
+def _refresh_if_due(token_id: int, now: datetime) -> str:
+    try:
+        token = service.load(pk=token_id)
+    except TokenNotFound:
+        return "skipped"
+    except TokenError as err:  # its secrets cannot be read: recorded on the token
+        log.warning("token %s: not refreshed: %s", token_id, type(err).__name__)
+        return "failed"
+    if token.status not in SCHEDULED_STATUSES:
         return "skipped"
     if token.next_refresh_at is None or token.next_refresh_at > now:
         return "not-due"
     try:
         result = refresh_token(token, RefreshAttempt.Kind.SCHEDULED, wait=False)
     except (OAuthError, TokenError) as err:
-        # Already recorded on the token and escalated by the refresh service.
+        # Already recorded on the token and escalated by the token service.
         log.info(
             "token %s: scheduled refresh failed: %s",
             token.reference,
@@ -77,6 +95,13 @@ def refresh_if_due(token_id: int, now: datetime | None = None) -> str:
         )
         return "failed"
     return "refreshed" if result is not None else "busy"
+
+
+def _release(token_id: int) -> None:
+    try:
+        service.release_sweep_claim(token_id)
+    except DatabaseError as err:  # the database is away: the claim expires by itself
+        log.warning("token %s: sweep claim not released (%s)", token_id, type(err).__name__)
 
 
 def lease_remaining(token_id: int) -> float:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-# Bitrix24 scope codes, from the documentation's permissions page (protocol notes §8).
+# Bitrix24 scope codes, from the documentation's permissions page (docs/bitrix24-protocol.md §8).
 SCOPES = frozenset(
     """ai_admin biconnector bizproc booking calendar call cashbox catalog contact_center crm
     delivery department disk documentgenerator entity humanresources humanresources.hcmlink im

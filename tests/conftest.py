@@ -14,12 +14,20 @@ CLIENT_SECRET = "Zx9QeVwPl3sT8mNc2RbK7uYhG4dFa1Jo6iLk5ErTy0WqA3sDf8"
 PORTAL = "acme.bitrix24.com"
 
 
+@pytest.fixture(autouse=True)
+def journal_dir(settings, tmp_path):
+    """Each test's own local journal (VAR_DIR/journal in production)."""
+    settings.TOKEN_JOURNAL_DIR = tmp_path / "var" / "journal"
+    return settings.TOKEN_JOURNAL_DIR
+
+
 @pytest.fixture
 def fake_bitrix(settings):
     """A fake authorization server on 127.0.0.1, reached through the real settings."""
     fake = FakeBitrix().start()
     fake.register_app(CLIENT_ID, CLIENT_SECRET, scope="crm,user")
     settings.BITRIX_OAUTH_SERVER = fake.base_url
+    settings.BITRIX_AUTH_SERVERS = [fake.base_url]
     settings.BITRIX_ALLOW_HTTP = True
     yield fake
     fake.stop()

@@ -20,9 +20,12 @@ def child_env(**extra: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="tests.settings",
         DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         BITRIX_OAUTH_SERVER=settings.BITRIX_OAUTH_SERVER,
+        BITRIX_AUTH_SERVERS=",".join(settings.BITRIX_AUTH_SERVERS),
         BITRIX_ALLOW_HTTP="true",
         ENCRYPTION_KEYS=",".join(settings.ENCRYPTION_KEYS),
         PYTHONPATH=str(ROOT),
+        # The same local journal as this test (TOKEN_JOURNAL_DIR is VAR_DIR/journal).
+        VAR_DIR=str(Path(settings.TOKEN_JOURNAL_DIR).parent),
     )
     env.update(extra)
     return env
@@ -98,7 +101,11 @@ class CeleryProcesses:
     def __enter__(self) -> "CeleryProcesses":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        if exc_type is not None:
+            # A failing real-process test shows what its processes said (pytest prints this
+            # captured output with the failure).
+            print(f"=== logs of the test's processes ===\n{self.logs()}")
         for proc, _ in self.procs:
             if proc.poll() is None:
                 proc.terminate()

@@ -1,6 +1,10 @@
 """System checks name the setting that would otherwise fail at the first refresh or alert."""
 
+import pytest
 from django.core.checks import run_checks
+
+# The stored-secrets check reads one value per table.
+pytestmark = pytest.mark.django_db
 
 
 def ids(messages) -> set[str]:

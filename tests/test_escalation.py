@@ -85,7 +85,7 @@ def test_a_permanent_failure_opens_one_incident_at_once_and_stops(
     assert token.status == TokenStatus.UNINSTALLED
     incident = Incident.objects.get()
     assert incident.permanent and incident.error_code == "NOT_INSTALLED"
-    assert "Install it again" in incident.message
+    assert "Install the application on the portal again" in incident.message
     assert [name for name, _ in signals] == ["opened"]
     assert fake_bitrix.count(grant_type="refresh_token") == 1
     assert not Token.objects.due(timezone.now() + timedelta(days=60)).exists()

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from notifications import dispatch, incidents
 from notifications.models import Channel, Delivery, Incident
-from notifications.sending import backoff, process_delivery
+from notifications.sending import backoff, process_delivery, send_test
 from tests.notifications_helpers import age, make_channel, make_tokens
 
 # Fixtures: fakes, notify, owner, workers.
@@ -403,3 +403,14 @@ def test_reminders_come_even_when_the_first_alert_never_got_through(fakes, open_
     assert dispatch.send_reminders() == 2
     reminders = Delivery.objects.filter(event=Event.REMINDER)
     assert {r.channel for r in reminders} == {channel, later}
+
+
+def test_a_test_email_right_after_an_alert_says_when_unisender_takes_the_next(
+    fakes, open_incident
+):
+    [token] = make_tokens(1)
+    channel = make_channel("unisender_email")
+    assert run(open_incident(token).deliveries.get()).word == "sent"
+    ok, answer = send_test(channel)
+    assert not ok and "one message per recipient every 1.5 s" in answer
+    assert len(fakes.unisender.sends) == 1  # UniSender would have refused it

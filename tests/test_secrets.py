@@ -9,9 +9,10 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import connection
 
-from portals.crypto import DecryptionError
+from encryption.crypto import DecryptionError
+from portals.errors import PermanentOAuthError, TransientOAuthError
 from portals.models import AppCredentials, Token
-from portals.tokens import get_access_token, refresh
+from portals.tokens import TokenUnavailable, get_access_token, refresh
 from tests.conftest import CLIENT_SECRET, connect
 from tests.processes import ROOT, child_env
 
@@ -100,12 +101,12 @@ def test_no_secret_appears_in_any_log_record(fake_bitrix, caplog, settings):
     refresh("token")
     for fault in ("timeout", "html", "status"):
         fake_bitrix.fail_next(fault)
-        with pytest.raises(Exception):
+        with pytest.raises(TransientOAuthError):
             refresh("token")
     fake_bitrix.revoke_chain(Token.objects.get().refresh_token)
-    with pytest.raises(Exception):
+    with pytest.raises(PermanentOAuthError):
         refresh("token")
-    with pytest.raises(Exception):
+    with pytest.raises(TokenUnavailable):  # it needs re-authorization now
         get_access_token("token", min_ttl=99999)
     for request in fake_bitrix.token_requests:
         secrets |= {request["params"].get("refresh_token", "")} - {""}

@@ -10,6 +10,8 @@ ConfigurationError already at construction. To add a provider, see CONTRIBUTING.
 
 from collections.abc import Mapping
 
+from django.views.decorators.debug import sensitive_variables
+
 from .base import (
     DELIVERED,
     PENDING,
@@ -47,6 +49,7 @@ BACKENDS: dict[str, type[Backend]] = {
 }
 
 
+@sensitive_variables()
 def get_backend(kind: str, credentials: Mapping[str, str], destination: str) -> Backend:
     """A ready backend for one channel; ConfigurationError if anything it needs is missing."""
     try:

@@ -19,6 +19,7 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.views.decorators.debug import sensitive_variables
 
 from .errors import (
     ConfigurationError,
@@ -185,6 +186,7 @@ class Backend:
         name = cls.recipient_interval_setting
         return float(getattr(settings, name)) if name else 0.0
 
+    @sensitive_variables()
     def __init__(self, credentials: Mapping[str, str], destination: str) -> None:
         self.credentials = self._clean_credentials(credentials)
         self.destination = self._clean_destination(destination)
@@ -207,6 +209,7 @@ class Backend:
     def parse_status(self, answer: HttpAnswer) -> DeliveryReport:
         raise NotImplementedError
 
+    @sensitive_variables()
     def check(self, provider_message_id: str) -> DeliveryReport:
         """What became of a message this backend sent. Raises DeliveryError when the question
         itself failed (the provider is down): that says nothing about the message."""
@@ -223,6 +226,7 @@ class Backend:
         error = self._error(rule, code, description, answer, None, from_provider=True)
         return DeliveryReport(UNDELIVERED, f"{self.label} could not deliver it: {error}", error)
 
+    @sensitive_variables()
     def send(self, message: Message) -> SendResult:
         """Send one message, or raise TransientDeliveryError / PermanentDeliveryError."""
         try:
@@ -233,10 +237,12 @@ class Backend:
         logger.info("%s delivery to %s: %s", self.kind, self.destination, result.detail)
         return result
 
+    @sensitive_variables()
     def deliver(self, message: Message) -> SendResult:
         """Build, post, read. A backend whose library owns the HTTP (Mandrill) overrides this."""
         return self.parse_response(self.post(self.build_request(message)))
 
+    @sensitive_variables()
     def post(self, request: HttpRequest) -> HttpAnswer:
         headers = {"Accept": "application/json", **(request.headers or {})}
         try:

@@ -18,6 +18,7 @@ import html
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,12 +38,13 @@ FAULT_KINDS = (
     "missing_fields",
     "drop_response",
     "hang_after_processing",
+    "unknown_error",
 )
 
 _HTML_PAGE = "<!DOCTYPE html><html><head><title>{title}</title></head><body>{body}</body></html>"
 _GARBAGE = b'{"access_token": "0a1b2c3d4e5f'
 # Faults answered without touching state; the rest run the real rules first.
-_CANNED_FAULTS = {"status", "html", "garbage"}
+_CANNED_FAULTS = {"status", "html", "garbage", "unknown_error"}
 
 
 @dataclass
@@ -70,6 +72,8 @@ def _page(status: int, title: str, text: str) -> _Response:
 
 
 def _canned_fault(kind: str, status: int) -> _Response:
+    if kind == "unknown_error":  # a code no table knows, with whatever status was asked for
+        return _json(status, {"error": "NEW_ERROR_NOBODY_KNOWS", "error_description": "?"})
     if kind == "html":
         return _page(200, "Service temporarily unavailable", "Please try again later.")
     if kind == "garbage":
@@ -94,6 +98,10 @@ class FakeBitrix(BitrixState):
         self.max_concurrent_refreshes = 0
         self._in_flight: dict[object, int] = {}
         self._faults: deque[tuple[str, int]] = deque()
+        # Called with the request's parameters after a refresh or code exchange was granted
+        # (Bitrix has rotated) and before the answer is sent: lets a test break the client's
+        # database connection, or act as staff, while the pair is on its way.
+        self.after_grant: Callable[[dict[str, str]], None] | None = None
         self._stopping = threading.Event()
         self._server = _Server((host, port), self)
         bound_host, bound_port = self._server.server_address[:2]
@@ -250,6 +258,8 @@ class FakeBitrix(BitrixState):
             else:
                 response = _json(*self.token_reply(params, commit=kind != "missing_fields"))
             self._record(method, params, response, kind)
+            if self.after_grant and response.status == 200 and response.error is None:
+                self.after_grant(params)
             if kind == "hang_after_processing":
                 # Rotated, but the client hears nothing for a long time: lets a test kill the
                 # client between Bitrix's rotation and its commit.

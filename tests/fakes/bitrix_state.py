@@ -1,7 +1,7 @@
 """State and protocol rules of the fake Bitrix24 authorization server (no HTTP here).
 
 `FakeBitrix` in `bitrix.py` subclasses `BitrixState` and adds the wire layer, fault injection
-and observation. The rules follow §2, §3 and §10 of the Bitrix24 wire-protocol reference:
+and observation. The rules follow docs/bitrix24-protocol.md §2, §3 and §10:
 validation order, error codes, statuses and descriptions mirror the 2018 `oauth` server module
 where it is known.
 """

@@ -4,6 +4,7 @@
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.views.decorators.debug import sensitive_variables
 
 from portals.connect import ConnectError, ConnectInput, connect_portal
 
@@ -21,6 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="", help="display name of the app credentials")
         parser.add_argument("--owner", default="", help="username of the responsible staff user")
 
+    @sensitive_variables()
     def handle(self, *args: object, **options: str) -> None:
         owner_id = _owner_id(options["owner"]) if options["owner"] else None
         data = ConnectInput(

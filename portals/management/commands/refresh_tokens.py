@@ -3,9 +3,10 @@ that is due. Exits non-zero when any refresh failed."""
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portals.errors import OAuthError
-from portals.models import RefreshAttempt, Token
-from portals.tokens import TokenError, refresh, refresh_token
+from portals import sweep
+from portals.errors import OAuthError, TokenError
+from portals.models import Token
+from portals.tokens import refresh
 
 
 class Command(BaseCommand):
@@ -15,27 +16,29 @@ class Command(BaseCommand):
         parser.add_argument("references", nargs="*", metavar="REFERENCE")
 
     def handle(self, *args: object, references: list[str], **options: object) -> None:
-        failures = 0
-        for reference in references or self._due_references():
-            try:
-                if references:
-                    token = refresh(reference)
-                else:
-                    token = refresh_token(
-                        Token.objects.select_related("portal", "app").get(reference=reference),
-                        RefreshAttempt.Kind.SCHEDULED,
-                        wait=False,
-                    )
-            except (OAuthError, TokenError) as err:
-                failures += 1
-                self.stderr.write(f"{reference}: {err}")
-                continue
-            if token is None:
-                self.stdout.write(f"{reference}: already being refreshed elsewhere; skipped.")
-            else:
-                self.stdout.write(f"{reference}: refreshed, expires {token.expires_at:%H:%M:%S}.")
+        failures = self._named(references) if references else self._due()
         if failures:
             raise CommandError(f"{failures} token(s) could not be refreshed; see above.")
 
-    def _due_references(self) -> list[str]:
-        return list(Token.objects.due().values_list("reference", flat=True))
+    def _named(self, references: list[str]) -> int:
+        failures = 0
+        for reference in references:
+            try:
+                token = refresh(reference)
+            except (OAuthError, TokenError) as err:
+                failures += 1
+                self.stderr.write(f"{reference}: {err}")
+            else:
+                self.stdout.write(f"{reference}: refreshed, expires {token.expires_at:%H:%M:%S}.")
+        return failures
+
+    def _due(self) -> int:
+        """Every due token, claimed exactly as the periodic sweep claims them, so this never
+        races a sweep or a worker over the same token."""
+        failures = 0
+        for token_id in sweep.claim_due_tokens():
+            outcome = sweep.refresh_if_due(token_id)
+            reference = Token.objects.values_list("reference", flat=True).get(pk=token_id)
+            self.stdout.write(f"{reference}: {outcome}")
+            failures += outcome == "failed"
+        return failures

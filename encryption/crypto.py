@@ -11,6 +11,7 @@ from functools import cache
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
 
 
 class DecryptionError(Exception):
@@ -38,10 +39,12 @@ def fernet() -> MultiFernet:
     return _fernet(tuple(settings.ENCRYPTION_KEYS), settings.SECRET_KEY)
 
 
+@sensitive_variables()
 def encrypt(plaintext: str) -> str:
     return fernet().encrypt(plaintext.encode()).decode()
 
 
+@sensitive_variables()
 def decrypt(ciphertext: str) -> str:
     try:
         return fernet().decrypt(ciphertext.encode()).decode()
@@ -54,6 +57,7 @@ def decrypt(ciphertext: str) -> str:
         ) from None
 
 
+@sensitive_variables()
 def rotate(ciphertext: str) -> str:
     """Re-encrypt a stored value with the newest key."""
     try:

@@ -1,4 +1,5 @@
-"""When a failed refresh becomes an incident that a person hears about.
+"""When a failed refresh becomes an incident that a person hears about: the receivers of
+portals' token signals (portals.signals), connected in NotificationsConfig.ready().
 
 - A permanent error escalates at once: nothing will fix itself.
 - A transient error escalates only when the access token would expire before the next
@@ -17,14 +18,27 @@ from django.conf import settings
 from django.utils import timezone
 
 from notifications import incidents
-from portals.errors import OAuthError
+from portals import signals
+from portals.errors import ConfigurationError, OAuthError
 from portals.models import Token, TokenStatus
 from portals.schedule import consumers_about_to_fail
 
 OUTAGE_WINDOW = timedelta(minutes=10)
 
 
-def on_failure(token: Token, error: OAuthError, next_attempt_at: datetime | None) -> None:
+def connect_receivers() -> None:
+    signals.token_failed.connect(on_failure, weak=False, dispatch_uid="escalate_failure")
+    signals.token_recovered.connect(on_recovery, weak=False, dispatch_uid="escalate_recovery")
+    signals.token_disabled.connect(on_disabled, weak=False, dispatch_uid="escalate_disabled")
+
+
+def on_failure(
+    sender: type,
+    token: Token,
+    error: OAuthError | ConfigurationError,
+    next_attempt_at: datetime | None,
+    **kwargs: object,
+) -> None:
     message = error.message()
     if error.permanent or next_attempt_at is None:
         incidents.open_incident(token, code=error.code, message=message, permanent=True)
@@ -46,10 +60,15 @@ def on_failure(token: Token, error: OAuthError, next_attempt_at: datetime | None
     incidents.open_incident(token, code=error.code, message=message, permanent=False)
 
 
-def on_recovery(token: Token) -> None:
+def on_recovery(sender: type, token: Token, **kwargs: object) -> None:
     incidents.resolve_for_token(token)
     if not _is_outage(_transient_failures_in_window()):
         incidents.resolve_outage()
+
+
+def on_disabled(sender: type, token: Token, **kwargs: object) -> None:
+    # Staff switched the token off on purpose: its incident is over (nothing will be retried).
+    incidents.resolve_for_token(token)
 
 
 def _transient_failures_in_window() -> int:

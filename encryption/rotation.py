@@ -2,8 +2,8 @@
 
 from django.db import connection, models
 
-from portals import crypto
-from portals.fields import encrypted_fields
+from encryption import crypto
+from encryption.fields import encrypted_fields
 
 
 def reencrypt_model(model: type[models.Model]) -> int:
