@@ -260,13 +260,17 @@ class DeliveryAdmin(ReadOnlyAdmin):
         "error_short",
     ]
     list_filter = ["status", "channel", "event"]
-    list_select_related = ["incident__token", "channel"]
+    list_select_related = ["incident__token", "incident__channel", "channel"]
     search_fields = ["provider_message_id", "incident__token__reference"]
     date_hierarchy = "created_at"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         secrets = [f"incident__token__{name}" for name in TOKEN_SECRETS]
-        return super().get_queryset(request).defer("channel__credentials", *secrets)
+        return (
+            super()
+            .get_queryset(request)
+            .defer("channel__credentials", "incident__channel__credentials", *secrets)
+        )
 
     @admin.display(description="incident", ordering="incident")
     def incident_link(self, obj: Delivery) -> str:
@@ -399,6 +403,8 @@ class IncidentAdmin(ReadOnlyAdmin):
 
     @admin.display(description="portal", ordering="token__portal__domain")
     def portal(self, obj: Incident) -> str:
+        if obj.kind == Incident.Kind.CHANNEL:
+            return "—"
         return obj.token.portal.domain if obj.token_id else "all portals"
 
     @admin.display(description="owner")

@@ -181,3 +181,29 @@ def test_uncovered_incidents_costs_one_query_however_many_there_are(notify):
     assert count_queries() == (20, 1)  # an outage reaches every enabled channel
     Channel.objects.update(enabled=False)
     assert count_queries() == (23, 1)
+
+
+@pytest.mark.django_db
+def test_the_lists_cost_the_same_queries_for_2_or_12_switched_off_channels(admin_client, notify):
+    lists = [
+        reverse("admin:notifications_incident_changelist"),
+        reverse("admin:notifications_delivery_changelist"),
+        reverse("admin:notifications_channel_changelist"),
+    ]
+    listener = make_channel("twilio")
+
+    def add(count: int) -> list[int]:
+        for i in range(count):
+            channel = make_channel("telegram", name=f"off {i}", enabled=False)
+            incident = Incident.objects.create(
+                kind=Incident.Kind.CHANNEL, channel=channel, message="bot blocked"
+            )
+            Delivery.objects.create(incident=incident, channel=listener, event=Event.OPENED)
+        costs = []
+        for url in lists:
+            with CaptureQueriesContext(connection) as queries:
+                assert admin_client.get(url).status_code == 200
+            costs.append(len(queries))
+        return costs
+
+    assert add(2) == add(10)

@@ -405,9 +405,7 @@ def test_reminders_come_even_when_the_first_alert_never_got_through(fakes, open_
     assert {r.channel for r in reminders} == {channel, later}
 
 
-def test_a_test_email_right_after_an_alert_says_when_unisender_takes_the_next(
-    fakes, open_incident
-):
+def test_a_test_email_right_after_an_alert_says_when_unisender_takes_the_next(fakes, open_incident):
     [token] = make_tokens(1)
     channel = make_channel("unisender_email")
     assert run(open_incident(token).deliveries.get()).word == "sent"
