@@ -154,12 +154,10 @@ def _publish(task: object, ids: list[int], countdown: float) -> None:
 def send_reminders(now: datetime | None = None) -> int:
     """Reminders of open incidents, on channels with a reminder interval; returns how many.
 
-    A channel is reminded of every open incident it covers once nothing about it went out
-    there for a whole interval, whether or not the first alert ever got through; never while
-    a message about it is on its way. The reminder's sequence is the number of whole
-    intervals since the incident opened, so two sweeps in the same interval create the same
-    row, and the second one is ignored.
-    """
+    A channel is reminded of each open incident it covers after a whole interval in which
+    nothing about it went out there, whether or not the first alert got through; never while
+    a message about it is on its way. The sequence is the number of whole intervals since the
+    incident opened: two sweeps in one interval make the same row, the second is ignored."""
     now = now or timezone.now()
     created = 0
     for channel in Channel.objects.enabled().filter(remind_every_minutes__gt=0):
@@ -187,8 +185,8 @@ def send_reminders(now: datetime | None = None) -> int:
         Delivery.objects.bulk_create(rows, ignore_conflicts=True)
         new = Delivery.objects.filter(
             channel=channel, event=Event.REMINDER, created_at=now, status=Status.QUEUED
-        ).values_list("pk", flat=True)
-        new = list(new)
+        )
+        new = list(new.values_list("pk", flat=True))
         enqueue(new)
         created += len(new)
     return created

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q, Value
+from django.db.models import F, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -104,6 +104,19 @@ def fail(channel: Channel, ids: list[int], reason: str, statuses: tuple[str, ...
     return Outcome("failed")
 
 
+def _give_up(claimed: QuerySet, reason: str) -> None:
+    """What no longer needs retrying: an alert whose incident is over meanwhile; a recovery
+    notice (or any delivery of a closed incident) after NOTIFY_MAX_ATTEMPTS."""
+    over = Q(incident__resolved_at__isnull=False)
+    claimed.filter(over, event__in=_ALERTS).update(
+        status=Status.CANCELLED, error="Not sent: the incident was resolved first."
+    )
+    max_attempts = int(settings.NOTIFY_MAX_ATTEMPTS)
+    claimed.exclude(event__in=_ALERTS, incident__resolved_at__isnull=True).filter(
+        attempts__gte=max_attempts
+    ).update(status=Status.FAILED, error=f"Gave up after {max_attempts} attempts. {reason}")
+
+
 def retry_later(
     channel: Channel,
     ids: list[int],
@@ -112,18 +125,14 @@ def retry_later(
     retry_after: float | None,
     statuses: tuple[str, ...] = (Status.SENDING,),
 ) -> Outcome:
-    """Queue the deliveries again after a backoff. The lead's own task retries itself when
-    it is the sending task (`statuses` = sending); every other delivery gets a task."""
+    """Queue the deliveries again after a backoff; the lead's task retries itself when it is
+    the sending task (`statuses` = sending), every other delivery gets a task."""
     now = timezone.now()
     attempts = Delivery.objects.values_list("attempts", flat=True).get(pk=lead)
     delay = backoff(attempts, retry_after)
-    max_attempts = int(settings.NOTIFY_MAX_ATTEMPTS)
     with transaction.atomic():
         claimed = Delivery.objects.filter(pk__in=ids, status__in=statuses)
-        still_matters = Q(incident__resolved_at__isnull=True, event__in=_ALERTS)
-        claimed.exclude(still_matters).filter(attempts__gte=max_attempts).update(
-            status=Status.FAILED, error=f"Gave up after {max_attempts} attempts. {reason}"
-        )
+        _give_up(claimed, reason)
         released = list(claimed.values_list("pk", flat=True))
         Delivery.objects.filter(pk__in=released).update(
             status=Status.QUEUED,
@@ -140,9 +149,8 @@ def retry_later(
         )
         retries_itself = Status.SENDING in statuses
         dispatch.enqueue([pk for pk in released if pk != lead or not retries_itself], delay)
-    logger.warning(
-        "channel %s (%s): %d delivery(ies) not sent: %s", channel.pk, channel.kind, len(ids), reason
-    )
+    what = (channel.pk, channel.kind, len(ids), reason)
+    logger.warning("channel %s (%s): %d delivery(ies) not sent: %s", *what)
     if retries_itself and lead in released:
         return Outcome("retry", seconds(timedelta(seconds=delay)))
     return Outcome("failed" if lead not in released else "requeued")
