@@ -67,9 +67,9 @@ class UniSenderEmailBackend(UniSenderBackend):
     }
     recipient_interval_setting = "UNISENDER_EMAIL_MIN_INTERVAL"
     checks_delivery = True
-    # "err_will_retry": a delivery attempt failed and UniSender keeps trying.
+    # "err_will_retry", "err_resend": an attempt failed and UniSender keeps trying.
     pending_statuses: ClassVar[frozenset[str]] = frozenset(
-        {"not_sent", "ok_sent", "err_will_retry"}
+        {"not_sent", "ok_sent", "err_will_retry", "err_resend"}
     )
     # checkEmail statuses of an email that will not arrive; the others are transient.
     undelivered = {
