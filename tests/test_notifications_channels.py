@@ -207,3 +207,26 @@ def test_the_lists_cost_the_same_queries_for_2_or_12_switched_off_channels(admin
         return costs
 
     assert add(2) == add(10)
+
+
+@pytest.mark.django_db
+def test_without_an_smtp_server_the_admins_are_not_emailed_but_told_later(
+    mailbox, notify, settings
+):
+    from notifications import coverage
+
+    [token] = make_tokens(1)
+    incident = Incident.objects.create(token=token, error_code="invalid_grant", message="x")
+    settings.EMAIL_URL = ""
+    assert coverage.notify_admins() == 0  # email is not configured
+    settings.EMAIL_URL = mailbox.url
+    assert coverage.notify_admins() == 1
+    assert coverage.notify_admins() == 0  # once per incident
+    make_channel("telegram")  # heard of again; left alone again later: told again
+    assert coverage.notify_admins() == 0
+    Channel.objects.update(enabled=False)
+    assert coverage.notify_admins() == 1
+    assert [m.subject for m in mailbox.messages] == [
+        "[b24keeper] 1 open incident(s) reach nobody: no enabled channel covers them"
+    ] * 2
+    assert f"/admin/notifications/incident/{incident.pk}/change/" in mailbox.messages[0].body
