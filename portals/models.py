@@ -157,11 +157,15 @@ SCHEDULED_STATUSES = (*REFRESHABLE_STATUSES, TokenStatus.CONFIG_ERROR)
 REACTIVATED_BY_A_NEW_PAIR = (*SCHEDULED_STATUSES, TokenStatus.NEEDS_REAUTH)
 
 
+def refresh_lease() -> timedelta:
+    return timedelta(seconds=settings.TOKEN_REFRESH_LEASE)
+
+
 class TokenQuerySet(models.QuerySet):
     def refreshable(self) -> "TokenQuerySet":
         return self.filter(status__in=REFRESHABLE_STATUSES)
 
-    def due(self, now: datetime | None = None) -> "TokenQuerySet":
+    def scheduled(self, now: datetime | None = None) -> "TokenQuerySet":
         """Tokens whose next refresh time has come and that no sweep has claimed."""
         now = now or timezone.now()
         return (
@@ -169,6 +173,18 @@ class TokenQuerySet(models.QuerySet):
             .filter(next_refresh_at__lte=now)
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         )
+
+    def interrupted(self, now: datetime | None = None) -> "TokenQuerySet":
+        """Tokens whose refresh claim is older than TOKEN_REFRESH_LEASE: its process died
+        mid-call, maybe after Bitrix rotated. Due at once, whatever their schedule or a lost
+        task's sweep claim says, so a dead refresh is found within a lease and a sweep."""
+        now = now or timezone.now()
+        return self.filter(
+            status__in=SCHEDULED_STATUSES, refresh_started_at__lt=now - refresh_lease()
+        )
+
+    def due(self, now: datetime | None = None) -> "TokenQuerySet":
+        return self.scheduled(now) | self.interrupted(now)
 
 
 class Token(models.Model):
@@ -251,6 +267,12 @@ class Token(models.Model):
                 fields=["next_refresh_at"],
                 name="token_due_idx",
                 condition=Q(status__in=["active", "refresh_failing", "config_error"]),
+            ),
+            # Interrupted refreshes (the sweep's second condition): only rows in flight.
+            models.Index(
+                fields=["refresh_started_at"],
+                name="token_in_flight_idx",
+                condition=Q(refresh_started_at__isnull=False),
             ),
             # The outage check: tokens failing transiently within the last 10 minutes.
             models.Index(
