@@ -31,11 +31,12 @@ def is_covered() -> Q:
     by_portal = Channel.portals.through.objects.filter(
         portal_id=OuterRef("token__portal_id"), channel__enabled=True
     )
-    token = Exists(enabled.filter(covers_all_tokens=True)) | Exists(by_token) | Exists(by_portal)
+    everyone = Exists(enabled.filter(covers_all_tokens=True))
+    others = Exists(enabled.exclude(pk=OuterRef("channel_id")))
     return (
-        (Q(kind=Kind.TOKEN) & token)
-        | (Q(kind=Kind.OUTAGE) & Exists(enabled))
-        | (Q(kind=Kind.CHANNEL) & Exists(enabled.exclude(pk=OuterRef("channel_id"))))
+        Q(Q(kind=Kind.TOKEN), Q(everyone) | Q(Exists(by_token)) | Q(Exists(by_portal)))
+        | Q(Q(kind=Kind.OUTAGE), Exists(enabled))
+        | Q(Q(kind=Kind.CHANNEL), others)
     )
 
 

@@ -183,10 +183,10 @@ def send_reminders(now: datetime | None = None) -> int:
             for pk, opened_at in due
         ]
         Delivery.objects.bulk_create(rows, ignore_conflicts=True)
-        new = Delivery.objects.filter(
+        made = Delivery.objects.filter(
             channel=channel, event=Event.REMINDER, created_at=now, status=Status.QUEUED
         )
-        new = list(new.values_list("pk", flat=True))
+        new = list(made.values_list("pk", flat=True))
         enqueue(new)
         created += len(new)
     return created

@@ -11,8 +11,10 @@ Length limits: an alert's SMS is one GSM-7 part (160 septets; an extension chara
 4096 characters (the smallest limit of the full-text channels).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.urls import reverse
@@ -24,6 +26,9 @@ from django.utils.translation import gettext_lazy, ngettext, override
 from notifications.backends import BACKENDS, Message, gsm7_safe
 from notifications.backends.gsm7 import SINGLE_PART, fit_septets, is_clean, septets
 from notifications.models import Channel, Delivery, Incident
+
+if TYPE_CHECKING:
+    from portals.models import Token
 
 SMS_MAX = SINGLE_PART  # septets: one GSM-7 part
 TEXT_MAX = 4096  # characters: Telegram's limit, the smallest of the full-text channels
@@ -101,7 +106,9 @@ def incidents_link() -> str:
     return _admin_url("admin:notifications_incident_changelist", query="?state=open")
 
 
-def channel_link(channel_id: int) -> str:
+def channel_link(channel_id: int | None) -> str:
+    if channel_id is None:
+        return incidents_link()
     return _admin_url("admin:notifications_channel_change", channel_id)
 
 
@@ -109,8 +116,14 @@ def _when(moment: datetime | None) -> str:
     return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M %Z") if moment else "—"
 
 
+def _token_of(incident: Incident) -> "Token":
+    if incident.token is None:
+        raise ValueError(f"incident {incident.pk} is not about a token")
+    return incident.token
+
+
 def token_facts(incident: Incident) -> _Token:
-    token = incident.token
+    token = _token_of(incident)
     owner = token.owner
     name = (owner.get_full_name() or owner.get_username()) if owner else ""
     return _Token(
@@ -167,7 +180,7 @@ def single(delivery: Delivery) -> Message:
 def _token_message(incident: Incident, event: str) -> Message:
     t = token_facts(incident)
     names = {"reference": t.reference, "portal": t.portal, "owner": t.owner_sms}
-    since = incident.token.failing_since or incident.opened_at
+    since = _token_of(incident).failing_since or incident.opened_at
     names |= {"code": incident.error_code or "?", "duration": timesince(since)}
     if event == Delivery.Event.RESOLVED:
         subject, lines, short = _resolved(incident, since)
@@ -217,7 +230,7 @@ def _reminder() -> tuple[str, str, str]:
     )
 
 
-_TOKEN_TEXTS = {
+_TOKEN_TEXTS: dict[str, Callable[[], tuple[str, str, str]]] = {
     Delivery.Event.OPENED: _opened,
     Delivery.Event.CHANGED: _changed,
     Delivery.Event.REMINDER: _reminder,
@@ -225,7 +238,8 @@ _TOKEN_TEXTS = {
 
 
 def _resolved(incident: Incident, since: datetime) -> tuple[str, list[str], str]:
-    names = {"reference": incident.token.reference, "portal": incident.token.portal.domain}
+    token = _token_of(incident)
+    names = {"reference": token.reference, "portal": token.portal.domain}
     lines = [
         _("The Bitrix24 token “%(reference)s” of %(portal)s refreshes again. Nothing to do.")
         % names,
@@ -303,7 +317,7 @@ def channel_names(incident: Incident) -> dict[str, str]:
 def _channel_off(incident: Incident) -> Message:
     """The one short notice every other channel gets when b24keeper switches a channel off."""
     names = channel_names(incident)
-    link = channel_link(incident.channel_id) if incident.channel_id else incidents_link()
+    link = channel_link(incident.channel_id)
     lines = [
         _(
             "b24keeper switched off the alert channel “%(name)s” (%(provider)s, "

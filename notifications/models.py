@@ -81,9 +81,9 @@ class Incident(models.Model):
 
     def __str__(self) -> str:
         if self.kind == self.Kind.CHANNEL:
-            subject = self.channel.name if self.channel_id else "?"
+            subject = self.channel.name if self.channel is not None else "?"
         else:
-            subject = self.token.reference if self.token_id else "all portals"
+            subject = self.token.reference if self.token is not None else "all portals"
         return f"{self.get_kind_display()}: {subject}"
 
     @property

@@ -18,6 +18,7 @@ nothing to do. Within that lock it decides:
 """
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,7 +110,7 @@ def _lock(row: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _choose(
-    delivery_id: int, row: dict[str, Any], pending: list[dict[str, Any]], now: datetime
+    delivery_id: int, row: dict[str, Any], pending: Sequence[Mapping[str, Any]], now: datetime
 ) -> list[int] | Outcome:
     """Which queued deliveries go out with this one, or why none goes now."""
     channel_id = row["channel_id"]
@@ -231,7 +232,7 @@ def _send(channel_id: int, ids: list[int], lead: int) -> Outcome:
 def send_test(channel: Channel) -> tuple[bool, str]:
     """Send a test message now, in this process; returns (success, the provider's answer)."""
     now = timezone.now()
-    row = {"kind": channel.kind, "destination": channel.destination}
+    row: dict[str, Any] = {"kind": channel.kind, "destination": channel.destination}
     row["interval"] = _recipient_interval(channel.kind)
     spaced_until = _recipient_slot(row, now)
     if spaced_until is not None:  # the provider would refuse it: say so rather than try

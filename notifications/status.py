@@ -45,10 +45,10 @@ MAX_INTERVAL = timedelta(minutes=5)
 def process_check(delivery_id: int) -> Outcome:
     """Ask the provider about the delivery's message, or say when to ask again."""
     now = timezone.now()
-    row = Delivery.objects.filter(pk=delivery_id, status=Status.SENT).values(
+    rows = Delivery.objects.filter(pk=delivery_id, status=Status.SENT).values(
         "channel_id", "provider_message_id", "sent_at", "check_until", "next_check_at"
     )
-    row = row.first()
+    row = rows.first()
     if row is None or row["next_check_at"] is None:
         return Outcome("skipped")  # not sent (any more), or nothing left to ask
     if row["next_check_at"] > now:
