@@ -1,5 +1,6 @@
 """Admin for channels, deliveries and incidents: where staff see who was told what, and why a
-channel went quiet. Credentials are masked; deliveries and incidents are read-only."""
+channel went quiet. Credentials are masked; deliveries and incidents are read-only. An open
+incident that no enabled channel covers is flagged on the incident and channel lists."""
 
 from typing import Any
 
@@ -7,12 +8,13 @@ from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from encryption import crypto
-from notifications import dispatch, sending
+from notifications import coverage, dispatch, sending
 from notifications.backends import BACKENDS, ConfigurationError
 from notifications.forms import ChannelForm, credential_input
 from notifications.models import Channel, Delivery, Incident
@@ -50,6 +52,27 @@ def _short(text: str, length: int = 80) -> str:
     return text if len(text) <= length else text[: length - 1] + "…"
 
 
+def _when(moment: object) -> str:
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M")  # type: ignore[arg-type]
+
+
+def warn_uncovered(request: HttpRequest) -> None:
+    """The banner of the channel and incident lists: open incidents that reach nobody."""
+    count = coverage.uncovered_incidents().count()
+    if not count:
+        return
+    url = reverse("admin:notifications_incident_changelist") + "?state=uncovered"
+    messages.error(
+        request,
+        format_html(
+            "{} open incident(s) reach nobody: no enabled channel covers them. Enable or add a "
+            'channel that does. <a href="{}">Show them</a>',
+            count,
+            url,
+        ),
+    )
+
+
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
     form = ChannelForm
@@ -68,7 +91,14 @@ class ChannelAdmin(admin.ModelAdmin):
     search_fields = ["name", "destination"]
     autocomplete_fields = ["portals", "tokens"]
     actions = ["send_test_message", "enable", "disable"]
-    _health = ["last_sent_at", "last_error", "last_error_at", "disabled_reason", "disabled_at"]
+    _health = [
+        "last_sent_at",
+        "failing_since",
+        "last_error",
+        "last_error_at",
+        "disabled_reason",
+        "disabled_at",
+    ]
     readonly_fields = ["state", "stored_credentials", *_health, "created_at", "updated_at"]
 
     class Media:
@@ -120,8 +150,18 @@ class ChannelAdmin(admin.ModelAdmin):
             ]
         return fieldsets
 
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        if request.method == "GET":
+            warn_uncovered(request)
+        return super().changelist_view(request, extra_context)
+
     @admin.display(description="state", ordering="enabled")
     def state(self, obj: Channel) -> str:
+        if obj.enabled and obj.failing_since:
+            since = _when(obj.failing_since)
+            return badge(ORANGE, f"failing since {since}", obj.last_error)
         if obj.enabled:
             return badge(GREEN, "enabled")
         if obj.disabled_reason:
@@ -173,7 +213,7 @@ class ChannelAdmin(admin.ModelAdmin):
 
     @admin.action(description="Disable (alerts wait until enabled)", permissions=["toggle"])
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = queryset.update(enabled=False)
+        count = dispatch.disable_channels(queryset.values_list("pk", flat=True))
         self.message_user(request, f"{count} channel(s) disabled.", messages.SUCCESS)
 
 
@@ -191,6 +231,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 def delivery_status(obj: Delivery) -> str:
+    if obj.status == Delivery.Status.SENT and obj.delivered_at:
+        return badge(GREEN, "Delivered", "The provider confirmed that it arrived.")
+    if obj.status == Delivery.Status.SENT and obj.next_check_at:
+        return badge(GREEN, "Sent (checking)", "Waiting for the provider to confirm it arrived.")
     return badge(DELIVERY_COLOURS[obj.status], obj.get_status_display(), obj.error)
 
 
@@ -210,18 +254,23 @@ class DeliveryAdmin(ReadOnlyAdmin):
         "attempts",
         "next_attempt_at",
         "sent_at",
+        "delivered_at",
         "provider_message_id",
         "digest_link",
         "error_short",
     ]
     list_filter = ["status", "channel", "event"]
-    list_select_related = ["incident__token", "channel"]
+    list_select_related = ["incident__token", "incident__channel", "channel"]
     search_fields = ["provider_message_id", "incident__token__reference"]
     date_hierarchy = "created_at"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         secrets = [f"incident__token__{name}" for name in TOKEN_SECRETS]
-        return super().get_queryset(request).defer("channel__credentials", *secrets)
+        return (
+            super()
+            .get_queryset(request)
+            .defer("channel__credentials", "incident__channel__credentials", *secrets)
+        )
 
     @admin.display(description="incident", ordering="incident")
     def incident_link(self, obj: Delivery) -> str:
@@ -277,11 +326,13 @@ class StateFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
-        return [("open", "Open"), ("resolved", "Resolved")]
+        return [("open", "Open"), ("uncovered", "Open, nobody hears"), ("resolved", "Resolved")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "open":
             return queryset.filter(resolved_at=None)
+        if self.value() == "uncovered":
+            return queryset.filter(resolved_at=None, covered=False)
         if self.value() == "resolved":
             return queryset.exclude(resolved_at=None)
         return queryset
@@ -301,6 +352,7 @@ class IncidentAdmin(ReadOnlyAdmin):
         "opened_at",
         "last_seen_at",
         "resolved_at",
+        "who_hears",
         "delivery_count",
     ]
     list_filter = [StateFilter, "kind", "permanent"]
@@ -313,26 +365,46 @@ class IncidentAdmin(ReadOnlyAdmin):
         "message",
         "occurrences",
         "affected_tokens",
+        "changes",
+        "channel",
         "opened_at",
         "last_seen_at",
         "resolved_at",
     ]
     readonly_fields = fields
-    list_select_related = ["token__portal", "token__owner"]
+    list_select_related = ["token__portal", "token__owner", "channel"]
     search_fields = ["token__reference", "token__portal__domain", "error_code"]
     inlines = [DeliveryInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         secrets = [f"token__{name}" for name in TOKEN_SECRETS]
-        return (
+        incidents = (
             super()
             .get_queryset(request)
-            .defer(*secrets)
+            .defer(*secrets, "channel__credentials")
             .annotate(deliveries_total=Count("deliveries"))
         )
+        return coverage.with_coverage(incidents)
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        if request.method == "GET":
+            warn_uncovered(request)
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="who hears", ordering="covered")
+    def who_hears(self, obj: Incident) -> str:
+        if not obj.is_open:
+            return "—"
+        if getattr(obj, "covered", True):
+            return badge(GREEN, "a channel")
+        return badge(RED, "nobody", "No enabled channel covers it: enable or add one.")
 
     @admin.display(description="portal", ordering="token__portal__domain")
     def portal(self, obj: Incident) -> str:
+        if obj.kind == Incident.Kind.CHANNEL:
+            return "—"
         return obj.token.portal.domain if obj.token_id else "all portals"
 
     @admin.display(description="owner")

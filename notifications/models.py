@@ -1,5 +1,6 @@
-"""Incidents (one per token per failure episode, or one for a provider-wide outage), the
-channels that alerts go to, and one delivery row per incident event and channel."""
+"""Incidents (one per token per failure episode, one for a provider-wide outage, one for a
+channel that b24keeper switched off), the channels that alerts go to, and one delivery row per
+incident event and channel."""
 
 import json
 
@@ -17,6 +18,7 @@ class Incident(models.Model):
     class Kind(models.TextChoices):
         TOKEN = "token", "Token cannot be refreshed"
         OUTAGE = "outage", "Authorization server outage"
+        CHANNEL = "channel", "Notification channel switched off"
 
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.TOKEN)
     token = models.ForeignKey(
@@ -27,6 +29,14 @@ class Incident(models.Model):
         related_name="incidents",
         help_text="Empty for an outage incident, which covers many tokens.",
     )
+    channel = models.ForeignKey(
+        "Channel",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="incidents",
+        help_text="The channel that b24keeper switched off (a channel incident only).",
+    )
     permanent = models.BooleanField(
         default=False, help_text="A person must act (re-connect, fix credentials, pay)."
     )
@@ -34,6 +44,17 @@ class Incident(models.Model):
     message = models.TextField(help_text="What failed and what to do next.")
     occurrences = models.PositiveIntegerField(default=1, help_text="Failures in this episode.")
     affected_tokens = models.PositiveIntegerField(default=1)
+    changes = models.PositiveIntegerField(
+        "severity changes",
+        default=0,
+        help_text="Times the failure turned into one a person must act on (each alerts anew).",
+    )
+    uncovered_notified_at = models.DateTimeField(
+        "admins told nobody hears it",
+        null=True,
+        blank=True,
+        help_text="When Django's ADMINS were emailed that no enabled channel covers it.",
+    )
     opened_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(auto_now=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
@@ -51,10 +72,18 @@ class Incident(models.Model):
                 condition=Q(resolved_at__isnull=True, kind="outage"),
                 name="one_open_outage",
             ),
+            models.UniqueConstraint(
+                fields=["channel"],
+                condition=Q(resolved_at__isnull=True, kind="channel"),
+                name="one_open_incident_per_channel",
+            ),
         ]
 
     def __str__(self) -> str:
-        subject = self.token.reference if self.token_id else "all portals"
+        if self.kind == self.Kind.CHANNEL:
+            subject = self.channel.name if self.channel is not None else "?"
+        else:
+            subject = self.token.reference if self.token is not None else "all portals"
         return f"{self.get_kind_display()}: {subject}"
 
     @property
@@ -70,15 +99,21 @@ class ChannelQuerySet(models.QuerySet):
     def enabled(self) -> "ChannelQuerySet":
         return self.filter(enabled=True)
 
-    def covering(self, incident: Incident) -> "ChannelQuerySet":
-        """Enabled channels that should hear about `incident`: an outage concerns everyone."""
-        channels = self.enabled()
+    def concerned(self, incident: Incident) -> "ChannelQuerySet":
+        """Channels, enabled or not, that should hear about `incident`: an outage concerns
+        everyone, a switched-off channel every other channel."""
+        if incident.kind == Incident.Kind.CHANNEL:
+            return self.exclude(pk=incident.channel_id)
         if incident.kind == Incident.Kind.OUTAGE or incident.token_id is None:
-            return channels
+            return self.all()
         token_id = incident.token_id
         chosen = Q(covers_all_tokens=True) | Q(portals__tokens=token_id) | Q(tokens=token_id)
         # A subquery rather than DISTINCT: the joins repeat a channel per matching row.
-        return channels.filter(pk__in=channels.filter(chosen).values("pk"))
+        return self.filter(pk__in=Channel.objects.filter(chosen).values("pk"))
+
+    def covering(self, incident: Incident) -> "ChannelQuerySet":
+        """Enabled channels that should hear about `incident`."""
+        return self.enabled().concerned(incident)
 
 
 class Channel(models.Model):
@@ -128,6 +163,13 @@ class Channel(models.Model):
     last_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True, editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    failing_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="The provider has failed every send since then (it is down or refusing); "
+        "b24keeper keeps retrying. Empty when the last send went through.",
+    )
     disabled_reason = models.TextField(
         blank=True,
         editable=False,
@@ -174,6 +216,10 @@ class Channel(models.Model):
         """The provider backend for this channel; ConfigurationError when it cannot work."""
         return get_backend(self.kind, self.get_credentials(), self.destination)
 
+    def backend_class(self) -> type[Backend]:
+        """The provider's backend class, without reading the credentials."""
+        return BACKENDS[self.kind]
+
 
 class Delivery(models.Model):
     """One message about one incident event on one channel; the unit of sending and retrying.
@@ -184,6 +230,7 @@ class Delivery(models.Model):
 
     class Event(models.TextChoices):
         OPENED = "opened", "Alert"
+        CHANGED = "changed", "Alert: a person must act now"
         REMINDER = "reminder", "Reminder"
         RESOLVED = "resolved", "Recovery notice"
 
@@ -198,7 +245,9 @@ class Delivery(models.Model):
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="deliveries")
     event = models.CharField(max_length=10, choices=Event.choices)
     sequence = models.PositiveIntegerField(
-        default=0, help_text="Reminders: how many reminder intervals after the alert; else 0."
+        default=0,
+        help_text="Reminders: how many reminder intervals after the alert; severity changes: "
+        "which change; else 0.",
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveIntegerField(default=0, help_text="Sends tried so far.")
@@ -216,6 +265,15 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField(default=timezone.now)
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="When sending started.")
     sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the provider confirmed that it arrived."
+    )
+    check_until = models.DateTimeField(
+        null=True, blank=True, help_text="The provider's delivery status is asked until then."
+    )
+    next_check_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the delivery status is asked next; empty: never."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -234,8 +292,18 @@ class Delivery(models.Model):
             ),
             models.Index(fields=["channel", "created_at"], name="delivery_channel_created_idx"),
             models.Index(fields=["channel", "sent_at"], name="delivery_channel_sent_idx"),
+            models.Index(
+                fields=["next_check_at"],
+                name="delivery_check_idx",
+                condition=Q(next_check_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
         reminder = f" {self.sequence}" if self.event == self.Event.REMINDER else ""
         return f"{self.get_event_display()}{reminder} #{self.pk}"
+
+
+# An incident's first word on a channel: never held by the hourly rate limit (repeats are).
+FIRST_ALERTS = (Delivery.Event.OPENED, Delivery.Event.CHANGED)
+REPEATS = (Delivery.Event.REMINDER, Delivery.Event.RESOLVED)
