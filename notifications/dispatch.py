@@ -73,6 +73,8 @@ def on_incident_resolved(sender: type, incident: Incident, **kwargs: object) -> 
     ).update(status=Status.CANCELLED, error="Not sent: the incident was resolved first.")
     if incident.kind == Incident.Kind.CHANNEL:
         return  # whoever enabled the channel knows; one notice was enough
+    if not kwargs.get("recovered", True):
+        return  # staff disabled the token: "it refreshes again" would be untrue
     told = (
         Delivery.objects.filter(
             incident=incident,

@@ -81,13 +81,15 @@ def open_incident(token: "Token", *, code: str, message: str, permanent: bool) -
     return incident
 
 
-def resolve_for_token(token: "Token") -> int:
-    """Close the token's open incident, if any (a refresh succeeded or it was re-connected)."""
+def resolve_for_token(token: "Token", *, recovered: bool = True) -> int:
+    """Close the token's open incident, if any: it refreshes again (a refresh succeeded, it
+    was re-connected or enabled), or, with recovered=False, staff switched it off on purpose
+    (no recovery notice then: it does not refresh again)."""
     incidents = list(Incident.objects.filter(token=token, resolved_at=None))
     for incident in incidents:
         incident.resolved_at = timezone.now()
         incident.save(update_fields=["resolved_at"])
-        _send_on_commit(incident_resolved, incident)
+        _send_on_commit(incident_resolved, incident, recovered=recovered)
     return len(incidents)
 
 

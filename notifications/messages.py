@@ -26,6 +26,7 @@ from django.utils.translation import gettext_lazy, ngettext, override
 from notifications.backends import BACKENDS, Message, gsm7_safe
 from notifications.backends.gsm7 import SINGLE_PART, fit_septets, is_clean, septets
 from notifications.models import Channel, Delivery, Incident
+from portals.errors import ConfigurationError, advice_for
 
 if TYPE_CHECKING:
     from portals.models import Token
@@ -35,29 +36,12 @@ TEXT_MAX = 4096  # characters: Telegram's limit, the smallest of the full-text c
 DESCRIPTION_MAX = 600  # characters of Bitrix's description quoted in an alert
 SHORTENED = " […]"
 
-_REAUTH = gettext_lazy(
-    "Re-connect the portal: in b24keeper choose “Add task”, open the authorize URL and "
-    "submit the new code at once."
-)
-# What a person should do next, by Bitrix's error code (lower case).
-ADVICE = {
-    "invalid_grant": _REAUTH,
-    "expired_token": _REAUTH,
-    "wrong_client": gettext_lazy(
-        "Check the client_id on the application's card in Bitrix24, then re-connect."
-    ),
-    "invalid_client": gettext_lazy(
-        "Check the client secret on the application's card (or install the app again), "
-        "then re-connect."
-    ),
-    "not_installed": gettext_lazy("Install the application on the portal again, then re-connect."),
-    "payment_required": gettext_lazy(
-        "Renew the application's subscription in Bitrix24, then enable the token again."
-    ),
-    "user_access_error": gettext_lazy("Re-connect as a user who may use the application."),
-}
 _ACT_NOW = gettext_lazy(
     "A person must act: open the token page, read the error and re-connect the portal."
+)
+_FIX_SETTING = gettext_lazy(
+    "A setting of b24keeper must be fixed (the error names it); the token recovers by itself "
+    "once it is."
 )
 _WAIT = gettext_lazy(
     "Nothing yet: b24keeper keeps retrying. If this lasts, check that the portal and "
@@ -71,8 +55,12 @@ def _advice(incident: Incident) -> str:
             "Nothing to do on the portals: b24keeper keeps retrying. If it lasts, check "
             "Bitrix24's status."
         )
-    fallback = _ACT_NOW if incident.permanent else _WAIT
-    return str(ADVICE.get(incident.error_code.lower(), fallback))
+    if not incident.permanent:
+        return str(_WAIT)
+    if incident.error_code == ConfigurationError.code:
+        return str(_FIX_SETTING)
+    # What to do about a Bitrix error lives in the one table of Bitrix errors.
+    return str(advice_for(incident.error_code) or _ACT_NOW)
 
 
 def advice(incident: Incident) -> str:
