@@ -26,6 +26,8 @@ CLIENT_ID_RE = re.compile(r"^[a-z0-9\-_.]{3,50}$", re.IGNORECASE)
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOST_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*(:\d{{1,5}})?$")
 _BARE_NAME_RE = re.compile(rf"^{_LABEL}$")
+# A local fake portal (tests, demos): only with BITRIX_ALLOW_HTTP.
+_LOOPBACK_RE = re.compile(r"^127(\.\d{1,3}){3}(:\d{1,5})?$")
 PORTAL_HELP = (
     "Enter the portal as a name (acme), a host (acme.bitrix24.com or crm.example.com) "
     "or a URL (https://acme.bitrix24.com/)."
@@ -47,6 +49,8 @@ def normalize_portal_address(value: str) -> str:
     text = text.rstrip(".")
     if _BARE_NAME_RE.match(text):
         return f"{text}.{settings.BITRIX_DEFAULT_ZONE}"
+    if settings.BITRIX_ALLOW_HTTP and _LOOPBACK_RE.match(text):
+        return text
     if not _HOST_RE.match(text) or text.replace(".", "").replace(":", "").isdigit():
         raise ValidationError(f"“{value}” is not a portal address. {PORTAL_HELP}")
     return text
