@@ -110,7 +110,7 @@ class EventSender:
             url, data=self.encode(form).encode(), headers={"Content-Type": FORM}, method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, _json(response.read())
         except urllib.error.HTTPError as err:
             return err.code, _json(err.read())
