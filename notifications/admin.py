@@ -3,19 +3,25 @@ channel went quiet. Credentials are masked; deliveries and incidents are read-on
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from encryption import crypto
 from notifications import dispatch, sending
+from notifications.admin_views import ChannelViewsMixin
 from notifications.backends import BACKENDS, ConfigurationError
 from notifications.forms import ChannelForm, credential_input
 from notifications.models import Channel, Delivery, Incident
+from portals.display import EMPTY, when
 
 RED, ORANGE, GREEN, GREY, BLUE = "#dc3545", "#fd7e14", "#198754", "#6c757d", "#0d6efd"
 DELIVERY_COLOURS = {
@@ -38,8 +44,8 @@ SECRET_INPUTS = tuple(
 
 def badge(colour: str, text: str, title: str = "") -> str:
     return format_html(
-        '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px" title="{}">'
-        "{}</span>",
+        '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px;'
+        'white-space:nowrap" title="{}">{}</span>',
         colour,
         title,
         text,
@@ -51,7 +57,7 @@ def _short(text: str, length: int = 80) -> str:
 
 
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(ChannelViewsMixin, admin.ModelAdmin):
     form = ChannelForm
     list_display = [
         "name",
@@ -74,6 +80,7 @@ class ChannelAdmin(admin.ModelAdmin):
     class Media:
         # On the add form, show only the chosen provider's credential fields.
         js = ["notifications/channel_form.js"]
+        css = {"all": ["portals/admin.css"]}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
@@ -102,52 +109,58 @@ class ChannelAdmin(admin.ModelAdmin):
             if obj and obj.kind != kind:
                 continue
             names = [credential_input(kind, c.name) for c in backend.credential_fields]
-            title = f"{backend.label} credentials"
-            description = None if obj else f"Only for a {backend.label} channel."
+            title = _("%(provider)s credentials") % {"provider": backend.label}
+            description = (
+                None if obj else _("Only for a %(provider)s channel.") % {"provider": backend.label}
+            )
             fields = ["stored_credentials", *names] if obj else names
             classes = [f"provider-credentials provider-{kind}"]
             fieldsets.append(
                 (title, {"fields": fields, "description": description, "classes": classes})
             )
         fieldsets += [
-            ("Which tokens", {"fields": ["covers_all_tokens", "portals", "tokens"]}),
-            ("Limits and reminders", {"fields": ["max_per_hour", "remind_every_minutes"]}),
+            (_("Which tokens"), {"fields": ["covers_all_tokens", "portals", "tokens"]}),
+            (_("Limits and reminders"), {"fields": ["max_per_hour", "remind_every_minutes"]}),
         ]
         if obj:
             fieldsets += [
-                ("Health", {"fields": self._health}),
-                ("History", {"fields": ["created_at", "updated_at"]}),
+                (_("Health"), {"fields": self._health}),
+                (_("History"), {"fields": ["created_at", "updated_at"]}),
             ]
         return fieldsets
 
-    @admin.display(description="state", ordering="enabled")
+    @admin.display(description=gettext_lazy("state"), ordering="enabled")
     def state(self, obj: Channel) -> str:
         if obj.enabled:
-            return badge(GREEN, "enabled")
+            return badge(GREEN, _("enabled"))
         if obj.disabled_reason:
-            return badge(RED, "disabled by an error", obj.disabled_reason)
-        return badge(GREY, "disabled")
+            return badge(RED, _("disabled by an error"), obj.disabled_reason)
+        return badge(GREY, _("disabled"))
 
-    @admin.display(description="covers")
+    @admin.display(description=gettext_lazy("covers"))
     def coverage(self, obj: Channel) -> str:
         if obj.covers_all_tokens:
-            return "all tokens"
+            return _("all tokens")
         portals, tokens = getattr(obj, "portal_count", 0), getattr(obj, "token_count", 0)
-        return f"{portals} portal(s), {tokens} token(s)"
+        return _("%(portals)d portal(s), %(tokens)d token(s)") % {
+            "portals": portals,
+            "tokens": tokens,
+        }
 
-    @admin.display(description="last error")
+    @admin.display(description=gettext_lazy("last error"))
     def last_error_short(self, obj: Channel) -> str:
-        return _short(obj.disabled_reason or obj.last_error) or "—"
+        return _short(obj.disabled_reason or obj.last_error) or EMPTY
 
-    @admin.display(description="stored credentials")
+    @admin.display(description=gettext_lazy("stored credentials"))
     def stored_credentials(self, obj: Channel) -> str:
         try:
             stored = obj.get_credentials()
         except ConfigurationError as err:
             return str(err)
         shown = [
-            f"{c.label}: {crypto.mask(stored.get(c.name)) if c.secret else stored.get(c.name, '—')}"
+            f"{c.label}: {crypto.mask(value) if c.secret else value or EMPTY}"
             for c in BACKENDS[obj.kind].credential_fields
+            for value in [stored.get(c.name)]
         ]
         return "; ".join(shown)
 
@@ -157,7 +170,7 @@ class ChannelAdmin(admin.ModelAdmin):
     def has_toggle_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("notifications.toggle_channel")
 
-    @admin.action(description="Send test message", permissions=["send_test"])
+    @admin.action(description=gettext_lazy("Send test message"), permissions=["send_test"])
     def send_test_message(self, request: HttpRequest, queryset: QuerySet) -> None:
         for channel in queryset:
             ok, answer = sending.send_test(channel)
@@ -165,16 +178,21 @@ class ChannelAdmin(admin.ModelAdmin):
             self.message_user(request, f"“{channel.name}”: {answer}", level)
 
     @admin.action(
-        description="Enable (clears the error; sends what waited)", permissions=["toggle"]
+        description=gettext_lazy("Enable (clears the error; sends what waited)"),
+        permissions=["toggle"],
     )
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = dispatch.enable_channels(queryset.values_list("pk", flat=True))
-        self.message_user(request, f"{count} channel(s) enabled.", messages.SUCCESS)
+        text = _("%(count)d channel(s) enabled.") % {"count": count}
+        self.message_user(request, text, messages.SUCCESS)
 
-    @admin.action(description="Disable (alerts wait until enabled)", permissions=["toggle"])
+    @admin.action(
+        description=gettext_lazy("Disable (alerts wait until enabled)"), permissions=["toggle"]
+    )
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = queryset.update(enabled=False)
-        self.message_user(request, f"{count} channel(s) disabled.", messages.SUCCESS)
+        text = _("%(count)d channel(s) disabled.") % {"count": count}
+        self.message_user(request, text, messages.SUCCESS)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -191,11 +209,34 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 def delivery_status(obj: Delivery) -> str:
-    return badge(DELIVERY_COLOURS[obj.status], obj.get_status_display(), obj.error)
+    shown = badge(DELIVERY_COLOURS[obj.status], obj.get_status_display(), obj.error)
+    if obj.status != Delivery.Status.QUEUED:
+        return shown
+    return format_html('{}<div class="help queue-reason">{}</div>', shown, queue_reason(obj))
+
+
+def queue_reason(obj: Delivery) -> str:
+    """Why a queued delivery has not gone out yet, in words."""
+    now = timezone.now()
+    if not obj.channel.enabled:
+        return _("waits until the channel is enabled")
+    if obj.next_attempt_at <= now:
+        return _("due now: a worker sends it in a moment")
+    if obj.attempts:
+        return _("retry at %(when)s after %(attempts)d failed attempt(s)") % {
+            "when": when(obj.next_attempt_at),
+            "attempts": obj.attempts,
+        }
+    text = _(
+        "held until %(when)s (NOTIFY_HOLD_SECONDS = %(hold)g s, or the channel's hourly limit) "
+        "so that alerts arriving together go out as one message"
+    )
+    until = timezone.localtime(obj.next_attempt_at).strftime("%H:%M:%S")
+    return text % {"when": until, "hold": settings.NOTIFY_HOLD_SECONDS}
 
 
 def delivery_event(obj: Delivery) -> str:
-    event = obj.get_event_display()
+    event = str(obj.get_event_display())
     return f"{event} #{obj.sequence}" if obj.event == Delivery.Event.REMINDER else event
 
 
@@ -223,29 +264,29 @@ class DeliveryAdmin(ReadOnlyAdmin):
         secrets = [f"incident__token__{name}" for name in TOKEN_SECRETS]
         return super().get_queryset(request).defer("channel__credentials", *secrets)
 
-    @admin.display(description="incident", ordering="incident")
+    @admin.display(description=gettext_lazy("incident"), ordering="incident")
     def incident_link(self, obj: Delivery) -> str:
         url = reverse("admin:notifications_incident_change", args=[obj.incident_id])
         return format_html('<a href="{}">{}</a>', url, obj.incident)
 
-    @admin.display(description="event", ordering="event")
+    @admin.display(description=gettext_lazy("event"), ordering="event")
     def event_display(self, obj: Delivery) -> str:
         return delivery_event(obj)
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description=gettext_lazy("status"), ordering="status")
     def status_display(self, obj: Delivery) -> str:
         return delivery_status(obj)
 
-    @admin.display(description="in digest")
+    @admin.display(description=gettext_lazy("in digest"))
     def digest_link(self, obj: Delivery) -> str:
         if not obj.digest_id:
-            return "—"
+            return EMPTY
         url = reverse("admin:notifications_delivery_change", args=[obj.digest_id])
         return format_html('<a href="{}">#{}</a>', url, obj.digest_id)
 
-    @admin.display(description="error")
+    @admin.display(description=gettext_lazy("error"))
     def error_short(self, obj: Delivery) -> str:
-        return _short(obj.error) or "—"
+        return _short(obj.error, 60) or EMPTY
 
 
 class DeliveryInline(admin.TabularInline):
@@ -263,21 +304,21 @@ class DeliveryInline(admin.TabularInline):
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    @admin.display(description="event")
+    @admin.display(description=gettext_lazy("event"))
     def event_display(self, obj: Delivery) -> str:
         return delivery_event(obj)
 
-    @admin.display(description="status")
+    @admin.display(description=gettext_lazy("status"))
     def status_display(self, obj: Delivery) -> str:
         return delivery_status(obj)
 
 
 class StateFilter(admin.SimpleListFilter):
-    title = "state"
+    title = gettext_lazy("state")
     parameter_name = "state"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
-        return [("open", "Open"), ("resolved", "Resolved")]
+        return [("open", _("Open")), ("resolved", _("Resolved"))]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "open":
@@ -331,19 +372,19 @@ class IncidentAdmin(ReadOnlyAdmin):
             .annotate(deliveries_total=Count("deliveries"))
         )
 
-    @admin.display(description="portal", ordering="token__portal__domain")
+    @admin.display(description=gettext_lazy("portal"), ordering="token__portal__domain")
     def portal(self, obj: Incident) -> str:
-        return obj.token.portal.domain if obj.token_id else "all portals"
+        return obj.token.portal.domain if obj.token_id else _("all portals")
 
-    @admin.display(description="owner")
+    @admin.display(description=gettext_lazy("owner"))
     def owner(self, obj: Incident) -> str:
-        return str(obj.token.owner or "—") if obj.token_id else "—"
+        return str(obj.token.owner or EMPTY) if obj.token_id else EMPTY
 
-    @admin.display(description="state", ordering="resolved_at")
+    @admin.display(description=gettext_lazy("state"), ordering="resolved_at")
     def state(self, obj: Incident) -> str:
-        return badge(RED, "open") if obj.is_open else badge(GREEN, "resolved")
+        return badge(RED, _("open")) if obj.is_open else badge(GREEN, _("resolved"))
 
-    @admin.display(description="deliveries", ordering="deliveries_total")
+    @admin.display(description=gettext_lazy("deliveries"), ordering="deliveries_total")
     def delivery_count(self, obj: Incident) -> str:
         url = reverse("admin:notifications_delivery_changelist")
         return format_html(

@@ -20,6 +20,7 @@ leaves every other channel alone.
 
 import logging
 import random
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -255,14 +256,28 @@ def _retry_later(
     return Outcome("failed")
 
 
+# A failed alert disables its channel and waits for a retry; a failed test does neither, so
+# the advice written for alerts ("then re-enable this channel", "will be retried") is reworded.
+_ALERT_ADVICE = (
+    (re.compile(r"re-enable(?: (?:this|the) channel| it)?", re.IGNORECASE),
+     "send another test message"),
+    (re.compile(r"the delivery will be retried", re.IGNORECASE), "try the test again shortly"),
+)  # fmt: skip
+
+
 def send_test(channel: Channel) -> tuple[bool, str]:
-    """Send a test message now, in this process; returns (success, the provider's answer)."""
+    """Send a test message now, in this process; returns (success, the provider's answer).
+    A failure changes nothing but the channel's last error: the channel stays as it was."""
     now = timezone.now()
     try:
         result = channel.backend().send(messages.test_message(channel))
     except (ConfigurationError, PermanentDeliveryError, TransientDeliveryError) as err:
-        Channel.objects.filter(pk=channel.pk).update(last_error=str(err), last_error_at=now)
-        return False, str(err)
+        text = str(err)
+        for pattern, replacement in _ALERT_ADVICE:
+            text = pattern.sub(replacement, text)
+        Channel.objects.filter(pk=channel.pk).update(last_error=text, last_error_at=now)
+        state = "enabled" if channel.enabled else "disabled"
+        return False, f"The test message was not sent: {text} The channel stays {state}."
     _record_success(channel, result, now)
     return True, result.detail
 
