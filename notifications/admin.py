@@ -245,13 +245,13 @@ class DeliveryAdmin(ReadOnlyAdmin):
     list_display = [
         "created_at",
         "incident_link",
-        "channel",
+        "channel_name",
         "event_display",
         "status_display",
         "attempts",
         "next_attempt_at",
         "sent_at",
-        "provider_message_id",
+        "message_id",
         "digest_link",
         "error_short",
     ]
@@ -267,7 +267,19 @@ class DeliveryAdmin(ReadOnlyAdmin):
     @admin.display(description=gettext_lazy("incident"), ordering="incident")
     def incident_link(self, obj: Delivery) -> str:
         url = reverse("admin:notifications_incident_change", args=[obj.incident_id])
-        return format_html('<a href="{}">{}</a>', url, obj.incident)
+        incident = obj.incident
+        subject = incident.token.reference if incident.token_id else _("all portals")
+        return format_html('<a href="{}" title="{}">{}</a>', url, incident, subject)
+
+    @admin.display(description=gettext_lazy("channel"), ordering="channel__name")
+    def channel_name(self, obj: Delivery) -> str:
+        return format_html('<span title="{}">{}</span>', obj.channel, obj.channel.name)
+
+    @admin.display(description=gettext_lazy("message id"))
+    def message_id(self, obj: Delivery) -> str:
+        # Provider ids run to 34 characters; the start tells them apart, the title has it all.
+        shown = _short(obj.provider_message_id, 12) or EMPTY
+        return format_html('<span title="{}">{}</span>', obj.provider_message_id, shown)
 
     @admin.display(description=gettext_lazy("event"), ordering="event")
     def event_display(self, obj: Delivery) -> str:
@@ -330,8 +342,9 @@ class StateFilter(admin.SimpleListFilter):
 
 @admin.register(Incident)
 class IncidentAdmin(ReadOnlyAdmin):
+    # What is open, where, since when: the rest (last seen, message) is on the incident's page.
     list_display = [
-        "__str__",
+        "subject",
         "kind",
         "portal",
         "owner",
@@ -340,10 +353,10 @@ class IncidentAdmin(ReadOnlyAdmin):
         "occurrences",
         "state",
         "opened_at",
-        "last_seen_at",
         "resolved_at",
         "delivery_count",
     ]
+    list_display_links = ["subject"]
     list_filter = [StateFilter, "kind", "permanent"]
     fields = [
         "kind",
@@ -371,6 +384,10 @@ class IncidentAdmin(ReadOnlyAdmin):
             .defer(*secrets)
             .annotate(deliveries_total=Count("deliveries"))
         )
+
+    @admin.display(description=gettext_lazy("token"), ordering="token__reference")
+    def subject(self, obj: Incident) -> str:
+        return obj.token.reference if obj.token_id else _("all portals")
 
     @admin.display(description=gettext_lazy("portal"), ordering="token__portal__domain")
     def portal(self, obj: Incident) -> str:

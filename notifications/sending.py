@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from notifications import messages
 from notifications.backends import (
@@ -276,8 +277,13 @@ def send_test(channel: Channel) -> tuple[bool, str]:
         for pattern, replacement in _ALERT_ADVICE:
             text = pattern.sub(replacement, text)
         Channel.objects.filter(pk=channel.pk).update(last_error=text, last_error_at=now)
-        state = "enabled" if channel.enabled else "disabled"
-        return False, f"The test message was not sent: {text} The channel stays {state}."
+        if channel.enabled:
+            return False, _(
+                "The test message was not sent: %(error)s The channel stays enabled."
+            ) % {"error": text}
+        return False, _("The test message was not sent: %(error)s The channel stays disabled.") % {
+            "error": text
+        }
     _record_success(channel, result, now)
     return True, result.detail
 
