@@ -45,7 +45,7 @@ SECRET_INPUTS = tuple(
 def badge(colour: str, text: str, title: str = "") -> str:
     return format_html(
         '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px;'
-        'white-space:nowrap" title="{}">{}</span>',
+        '" title="{}">{}</span>',
         colour,
         title,
         text,
@@ -80,7 +80,6 @@ class ChannelAdmin(ChannelViewsMixin, admin.ModelAdmin):
     class Media:
         # On the add form, show only the chosen provider's credential fields.
         js = ["notifications/channel_form.js"]
-        css = {"all": ["portals/admin.css"]}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
@@ -212,27 +211,28 @@ def delivery_status(obj: Delivery) -> str:
     shown = badge(DELIVERY_COLOURS[obj.status], obj.get_status_display(), obj.error)
     if obj.status != Delivery.Status.QUEUED:
         return shown
-    return format_html('{}<div class="help queue-reason">{}</div>', shown, queue_reason(obj))
+    reason, detail = queue_reason(obj)
+    return format_html(
+        '{}<div class="help queue-reason" title="{}">{}</div>', shown, detail, reason
+    )
 
 
-def queue_reason(obj: Delivery) -> str:
-    """Why a queued delivery has not gone out yet, in words."""
+def queue_reason(obj: Delivery) -> tuple[str, str]:
+    """Why a queued delivery has not gone out yet, in words, and the setting behind it."""
     now = timezone.now()
     if not obj.channel.enabled:
-        return _("waits until the channel is enabled")
+        return _("waits until the channel is enabled"), ""
     if obj.next_attempt_at <= now:
-        return _("due now: a worker sends it in a moment")
+        return _("due now: a worker sends it in a moment"), ""
     if obj.attempts:
-        return _("retry at %(when)s after %(attempts)d failed attempt(s)") % {
-            "when": when(obj.next_attempt_at),
-            "attempts": obj.attempts,
-        }
+        text = _("retry at %(when)s after %(attempts)d failed attempt(s)")
+        return text % {"when": when(obj.next_attempt_at), "attempts": obj.attempts}, ""
     text = _(
-        "held until %(when)s (NOTIFY_HOLD_SECONDS = %(hold)g s, or the channel's hourly limit) "
-        "so that alerts arriving together go out as one message"
+        "held until %(when)s: alerts arriving within %(hold)g s go out together as one message"
     )
     until = timezone.localtime(obj.next_attempt_at).strftime("%H:%M:%S")
-    return text % {"when": until, "hold": settings.NOTIFY_HOLD_SECONDS}
+    detail = _("NOTIFY_HOLD_SECONDS, or the channel's hourly limit (at most per hour)")
+    return text % {"when": until, "hold": settings.NOTIFY_HOLD_SECONDS}, detail
 
 
 def delivery_event(obj: Delivery) -> str:
@@ -342,10 +342,10 @@ class StateFilter(admin.SimpleListFilter):
 
 @admin.register(Incident)
 class IncidentAdmin(ReadOnlyAdmin):
-    # What is open, where, since when: the rest (last seen, message) is on the incident's page.
+    # What is open, where, since when; the kind shows as the subject ("all portals" for an
+    # outage) and in the filter, the rest (last seen, message) is on the incident's page.
     list_display = [
         "subject",
-        "kind",
         "portal",
         "owner",
         "error_code",

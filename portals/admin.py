@@ -42,7 +42,7 @@ ATTEMPT_COLUMNS = (
 )
 BADGE = (
     '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px;'
-    'white-space:nowrap" title="{}">{}</span>'
+    '" title="{}">{}</span>'
 )
 
 
@@ -118,9 +118,6 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
         ),
         (gettext_lazy("Refresh history (latest 50)"), {"fields": ["attempt_history"]}),
     ]
-
-    class Media:
-        css = {"all": ["portals/admin.css"]}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # Incidents belong to notifications, which depends on portals, not the other way:

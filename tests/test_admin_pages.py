@@ -181,7 +181,8 @@ def test_a_queued_alert_says_why_it_waits(admin_client, token, settings):
         next_attempt_at=timezone.now() + timedelta(seconds=30),
     )
     html = admin_client.get(reverse("admin:notifications_delivery_changelist")).content.decode()
-    assert "held until" in html and "NOTIFY_HOLD_SECONDS" in html
+    assert "held until" in html and "go out together as one message" in html
+    assert "NOTIFY_HOLD_SECONDS" in html  # the setting behind it, in the title
     channel.enabled = False
     channel.save()
     html = admin_client.get(reverse("admin:notifications_delivery_changelist")).content.decode()
