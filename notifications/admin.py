@@ -44,8 +44,8 @@ SECRET_INPUTS = tuple(
 
 def badge(colour: str, text: str, title: str = "") -> str:
     return format_html(
-        '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px;'
-        '" title="{}">{}</span>',
+        '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px" title="{}">'
+        "{}</span>",
         colour,
         title,
         text,

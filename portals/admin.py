@@ -41,7 +41,7 @@ ATTEMPT_COLUMNS = (
     gettext_lazy("duration"),
 )
 BADGE = (
-    '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px;" title="{}">{}</span>'
+    '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px" title="{}">{}</span>'
 )
 
 
