@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.debug import sensitive_variables
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_POST
 
 from portals import callback, install
@@ -84,6 +84,7 @@ def _refused(request: HttpRequest, message: str, status: int = 403) -> HttpRespo
 @csrf_exempt
 @require_POST
 @xframe_options_exempt  # the portal shows this page in its install frame (§6.1)
+@sensitive_post_parameters()  # the form holds tokens and the application_token
 def bitrix_install(request: HttpRequest, client_id: str) -> HttpResponse:
     outcome = _accept(request, client_id, "install")
     if isinstance(outcome, HttpResponse):
@@ -95,6 +96,7 @@ def bitrix_install(request: HttpRequest, client_id: str) -> HttpResponse:
 
 @csrf_exempt
 @require_POST
+@sensitive_post_parameters()
 def bitrix_events(request: HttpRequest, client_id: str) -> HttpResponse:
     outcome = _accept(request, client_id, "events")
     if isinstance(outcome, HttpResponse):
