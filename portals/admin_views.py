@@ -25,7 +25,7 @@ from django.views.decorators.http import require_POST
 from portals import connect, oauth, service, states
 from portals.connect import ConnectError, ConnectInput, authorize_url, connect_portal
 from portals.errors import OAuthError, TokenError
-from portals.forms import ConnectNewPortalForm, ConnectPortalForm
+from portals.forms import HELD_SECRET_HELP, ConnectNewPortalForm, ConnectPortalForm
 from portals.models import Token, TokenStatus
 from portals.tokens import refresh
 from portals.validation import normalize_portal_address
@@ -80,28 +80,32 @@ class TokenViewsMixin:
             form = ConnectPortalForm(initial=initial, secret_held=held is not None)
             return self._connect_page(request, form, request.GET)
         typed = request.POST.get("client_secret", "").strip()
-        if typed:
-            states.hold_secret(request.session, typed)
-            held = typed
+        secret = typed or held
         if "_preview" in request.POST:  # only show the authorize URL
+            if typed:
+                states.hold_secret(request.session, typed)
             initial = {name: request.POST.get(name) for name in KEPT_FIELDS}
-            form = ConnectPortalForm(initial=initial, secret_held=held is not None)
+            form = ConnectPortalForm(initial=initial, secret_held=bool(secret))
             return self._connect_page(request, form, request.POST)
         form = ConnectPortalForm(request.POST, secret_held=held is not None)
         if form.is_valid():
-            data = {**form.cleaned_data, "client_secret": typed or held or ""}
+            data = {**form.cleaned_data, "client_secret": secret or ""}
             try:
                 token = connect_portal(ConnectInput(**data, owner_id=request.user.pk))
             except ValidationError as err:
                 _add_errors(form, err)
             except ConnectError as err:
-                if err.field == "client_secret":  # the kept secret is wrong: ask again
+                if err.field == "client_secret":  # the secret is wrong: ask for it again
                     states.forget_secret(request.session)
                     form = _without_held_secret(form)
+                    secret = None
                 form.add_error(err.field, str(err))
             else:
                 states.forget_secret(request.session)
                 return self._connected(request, token)
+        if typed and secret:  # a failed attempt: the next one need not retype it
+            states.hold_secret(request.session, typed)
+            form = _with_held_secret(form)
         return self._connect_page(request, form, request.POST)
 
     def _connected(self, request: HttpRequest, token: Token) -> HttpResponse:
@@ -250,6 +254,15 @@ def _existing_token(domain: str, app: Any, reference: str) -> Token | None:
 def _add_errors(form: forms.Form, err: ValidationError) -> None:
     for field, messages_ in getattr(err, "message_dict", {None: err.messages}).items():
         form.add_error(field if field in form.fields else None, messages_)
+
+
+def _with_held_secret(form: ConnectPortalForm) -> ConnectPortalForm:
+    """The failed attempt's form, saying the secret just typed is kept."""
+    field = form.fields["client_secret"]
+    field.required, field.help_text = False, HELD_SECRET_HELP
+    field.widget.attrs["placeholder"] = "••••••••"
+    form["client_secret"].help_text = HELD_SECRET_HELP  # the bound field copied the old one
+    return form
 
 
 def _without_held_secret(form: ConnectPortalForm) -> ConnectPortalForm:
