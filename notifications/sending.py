@@ -18,6 +18,7 @@ nothing to do. Within that lock it decides:
 """
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max, Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from notifications import digests, messages, outcomes
 from notifications.backends import (
@@ -229,8 +231,18 @@ def _send(channel_id: int, ids: list[int], lead: int) -> Outcome:
     return outcomes.mark_sent(channel, ids, lead, result)
 
 
+# A failed alert disables its channel and waits for a retry; a failed test does neither, so
+# the advice written for alerts ("then re-enable this channel", "will be retried") is reworded.
+_ALERT_ADVICE = (
+    (re.compile(r"re-enable(?: (?:this|the) channel| it)?", re.IGNORECASE),
+     "send another test message"),
+    (re.compile(r"the delivery will be retried", re.IGNORECASE), "try the test again shortly"),
+)  # fmt: skip
+
+
 def send_test(channel: Channel) -> tuple[bool, str]:
-    """Send a test message now, in this process; returns (success, the provider's answer)."""
+    """Send a test message now, in this process; returns (success, the provider's answer).
+    A failure changes nothing but the channel's last error: the channel stays as it was."""
     now = timezone.now()
     row: dict[str, Any] = {"kind": channel.kind, "destination": channel.destination}
     row["interval"] = _recipient_interval(channel.kind)
@@ -245,7 +257,16 @@ def send_test(channel: Channel) -> tuple[bool, str]:
     try:
         result: SendResult = channel.backend().send(messages.test_message(channel))
     except (ConfigurationError, PermanentDeliveryError, TransientDeliveryError) as err:
-        Channel.objects.filter(pk=channel.pk).update(last_error=str(err), last_error_at=now)
-        return False, str(err)
+        text = str(err)
+        for pattern, replacement in _ALERT_ADVICE:
+            text = pattern.sub(replacement, text)
+        Channel.objects.filter(pk=channel.pk).update(last_error=text, last_error_at=now)
+        if channel.enabled:
+            return False, _(
+                "The test message was not sent: %(error)s The channel stays enabled."
+            ) % {"error": text}
+        return False, _("The test message was not sent: %(error)s The channel stays disabled.") % {
+            "error": text
+        }
     outcomes.record_success(channel, result, now)
     return True, result.detail

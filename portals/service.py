@@ -305,12 +305,22 @@ def record_attempt(
 # --- Connecting -----------------------------------------------------------------------------
 @sensitive_variables()
 def store_connection(
-    token: Token, grant: TokenGrant, *, scope: str, started: datetime, duration_ms: int
+    token: Token,
+    grant: TokenGrant,
+    *,
+    scope: str,
+    started: datetime,
+    duration_ms: int,
+    application_token: str | None = None,
+    kind: str = RefreshAttempt.Kind.CODE_EXCHANGE,
 ) -> Token:
-    """Store the pair of a code exchange on `token` (new, or re-connected). A code starts a new
-    chain: `version` moves on, so a refresh still in flight on the old chain drops its pair.
-    Runs inside the connect transaction, with `token`'s row locked (select_for_update)."""
+    """Store the pair of a code exchange (or of an install event, `kind` EVENT) on `token`
+    (new, or re-connected). A new pair starts a new chain: `version` moves on, so a refresh
+    still in flight on the old chain drops its pair. Runs inside the connect transaction, with
+    `token`'s row locked (select_for_update)."""
     now = timezone.now()
+    if application_token:
+        token.application_token = application_token
     token.access_token, token.refresh_token = grant.access_token, grant.refresh_token
     token.expires_at, token.scope = grant.expires_at, scope
     token.server_endpoint, token.client_endpoint = grant.server_endpoint, grant.client_endpoint
@@ -320,9 +330,40 @@ def store_connection(
     token.failing_since = token.refresh_started_at = token.claimed_until = None
     token.next_refresh_at = schedule.next_refresh_after_success(token.app, grant.expires_at, now)
     token.save()
-    record_attempt(token, RefreshAttempt.Kind.CODE_EXCHANGE, Outcome.SUCCESS, started, duration_ms)
+    record_attempt(token, kind, Outcome.SUCCESS, started, duration_ms)
     signals.token_recovered.send(sender=Token, token=token)
     return token
+
+
+def record_scope(token_id: int, scope: str) -> None:
+    """The scope Bitrix24 says the token has (app.info after a connect, §7)."""
+    Token.objects.filter(pk=token_id).update(scope=scope[:500])
+
+
+def mark_uninstalled(token: Token, error: OAuthError, *, clean: bool) -> None:
+    """The app was removed from the portal (ONAPPUNINSTALL): every stored token is dead. One
+    permanent failure is recorded (one incident, one alert); with `clean` the secrets go too,
+    and `version` moves on so a refresh in flight cannot store a pair afterwards."""
+    if token.status == TokenStatus.UNINSTALLED and token.failure_count:
+        log.info("token %s: already marked uninstalled", token)
+    else:
+        record_failure(
+            token,
+            RefreshAttempt.Kind.EVENT,
+            error,
+            timezone.now(),
+            0,
+            status=TokenStatus.UNINSTALLED,
+        )
+    if clean:
+        Token.objects.filter(pk=token.pk).update(
+            access_token="",
+            refresh_token="",
+            application_token="",
+            expires_at=None,
+            version=F("version") + 1,
+            updated_at=timezone.now(),
+        )
 
 
 # --- Staff and the scheduler ----------------------------------------------------------------
