@@ -36,6 +36,28 @@ class Portal(models.Model):
         help_text="Where this portal's tokens are issued and renewed, as the portal told us "
         "(server_endpoint without /rest/). Empty: BITRIX_OAUTH_SERVER.",
     )
+    # The portal's REST rate limit, a leaky bucket (docs/bitrix24-protocol.md §5.4) that
+    # portals.rest keeps for every process and machine calling this portal.
+    rest_rate = models.FloatField(
+        "REST requests per second",
+        default=2.0,
+        validators=[
+            MinValueValidator(0.1, "Enter at least 0.1 requests per second."),
+            MaxValueValidator(1000, "Enter at most 1000 requests per second."),
+        ],
+        help_text="How fast the portal's request counter drains: 2 on every cloud plan but "
+        "Enterprise, which has 5. On-premise portals set their own.",
+    )
+    rest_burst = models.PositiveIntegerField(
+        "REST burst",
+        default=50,
+        validators=[
+            MinValueValidator(1, "Enter at least 1 request."),
+            MaxValueValidator(100000, "Enter at most 100000 requests."),
+        ],
+        help_text="How many requests the portal takes at once before answering "
+        "QUERY_LIMIT_EXCEEDED: 50 on every cloud plan but Enterprise, which has 250.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -305,3 +327,18 @@ class RefreshAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.token_id} {self.kind} {self.outcome}"
+
+
+class RateBucket(models.Model):
+    """A leaky bucket's state when REDIS_URL is not set (portals.ratelimit): one row per
+    bucket, updated by one atomic statement, so every process and machine shares it."""
+
+    key = models.CharField(max_length=100, primary_key=True)
+    level = models.FloatField(default=0.0, help_text="Requests in the bucket at updated_at.")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "rate bucket"
+
+    def __str__(self) -> str:
+        return self.key
