@@ -74,9 +74,8 @@ def test_a_token_still_refused_after_a_refresh_is_marked_and_opens_an_incident(
     fake_bitrix, rest_token, code, django_capture_on_commit_callbacks
 ):
     fake_bitrix.rest_fail_next(code, count=2)
-    with django_capture_on_commit_callbacks(execute=True):
-        with pytest.raises(RestError) as caught:
-            Bitrix24("token").call("user.current")
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RestError) as caught:
+        Bitrix24("token").call("user.current")
     assert caught.value.code == code and caught.value.permanent and caught.value.status == 401
     assert fake_bitrix.count("refresh_token") == 1
     token = Token.objects.get(pk=rest_token.pk)
