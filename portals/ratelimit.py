@@ -20,6 +20,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -119,19 +120,24 @@ class DatabaseStore:
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._opened: list[Any] = []
+        # Weak: a connection goes (and closes) with its thread.
+        self._opened: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def _connection(self) -> Any:  # a Django DatabaseWrapper
         conn = getattr(self._local, "connection", None)
         if conn is None:
             conn = self._local.connection = connections.create_connection("default")
-            self._opened.append(conn)
+            self._opened.add(conn)
         return conn
 
     def close(self) -> None:
         """Close every connection this store opened (tests: before the database is dropped)."""
-        for conn in self._opened:
-            conn.close()
+        for conn in list(self._opened):
+            conn.inc_thread_sharing()  # it may belong to another (finished) thread
+            try:
+                conn.close()
+            finally:
+                conn.dec_thread_sharing()
 
     def reserve(self, key: str, rate: float, burst: float, max_wait: float) -> Turn:
         params = {"key": key, "rate": rate, "burst": burst, "max_wait": max_wait}
