@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "axes",
     "portals",
     "notifications",
+    "api",
 ]
 
 MIDDLEWARE = [
