@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from api import keys
 from api.models import ApiKey
+from config.logging import redact
 from portals import service
 from portals.models import Token, TokenStatus
 from tests.conftest import PORTAL, connect
@@ -204,6 +205,8 @@ def test_no_key_value_in_the_database_or_the_logs(client, token, caplog):
     assert key not in stored and key[len(keys.PREFIX) :] not in stored
     assert api_key.key_hash in stored and api_key.prefix == key[:12]
     assert key[12:] not in caplog.text
+    # And if a library ever logs the header, the log filter blanks it.
+    assert key[12:] not in redact(f"GET /api/tokens/token/ Authorization: Bearer {key}")
 
 
 # --- the command ------------------------------------------------------------------------------
