@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, Q
 from django.utils import timezone
 
 from api.models import ApiKey
@@ -77,13 +77,19 @@ def create_key(
     return api_key, key
 
 
-def authenticate(authorization: str) -> ApiKey | None:
-    """The usable key named by an `Authorization: Bearer <key>` header, or None."""
+def authenticate(authorization: str, reference: str = "") -> ApiKey | None:
+    """The usable key named by an `Authorization: Bearer <key>` header, or None. With a
+    `reference`, the same query sets `may_read`: whether the key may read that token."""
     scheme, _, key = (authorization or "").partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key.startswith(PREFIX) or len(key) > MAX_LENGTH:
         return None
-    return ApiKey.objects.usable().filter(key_hash=digest(key)).first()
+    bound = ApiKey.tokens.through.objects.filter(
+        apikey_id=OuterRef("pk"), token__reference=reference
+    )
+    may_read = ExpressionWrapper(Q(all_tokens=True) | Exists(bound), BooleanField())
+    rows = ApiKey.objects.usable().filter(key_hash=digest(key)).annotate(may_read=may_read)
+    return rows.order_by().first()
 
 
 def throttle(api_key: ApiKey) -> ratelimit.Turn:

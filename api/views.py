@@ -51,7 +51,7 @@ def token(request: HttpRequest, reference: str) -> JsonResponse:
     try:
         if request.method not in ("GET", "HEAD"):
             raise ApiError(405, "method_not_allowed", "Use GET.", headers={"Allow": "GET, HEAD"})
-        api_key = _authorize(request)
+        api_key = _authorize(request, reference)
         min_ttl = _min_ttl(request)
         _check_access(api_key, reference)
         return _json(_describe(_get_token(reference, min_ttl)))
@@ -69,8 +69,8 @@ def not_found(request: HttpRequest, path: str = "") -> JsonResponse:
     ).response()
 
 
-def _authorize(request: HttpRequest) -> ApiKey:
-    api_key = keys.authenticate(request.headers.get("Authorization", ""))
+def _authorize(request: HttpRequest, reference: str) -> ApiKey:
+    api_key = keys.authenticate(request.headers.get("Authorization", ""), reference)
     if api_key is None:
         raise ApiError(
             401,
@@ -115,7 +115,7 @@ def _min_ttl(request: HttpRequest) -> int:
 
 
 def _check_access(api_key: ApiKey, reference: str) -> None:
-    if api_key.all_tokens or api_key.tokens.filter(reference=reference).exists():
+    if api_key.may_read:  # set by keys.authenticate, in the key's own query
         return
     raise ApiError(403, "forbidden", f"This API key may not read token “{reference[:100]}”.")
 
