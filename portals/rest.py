@@ -53,10 +53,11 @@ PAGE = 50  # rows per list page (§5.2)
 # before the deadline.
 RETRIED = {"query_limit_exceeded": 0.5, "operation_time_limit": 1.0}
 BACKOFF_MAX = 15.0
-# A request reaches the portal a little after its turn began (scheduling, the network). Keep
-# this many seconds of the portal's rate as headroom below its burst, so that requests delayed
-# and then arriving together still fit (docs/bitrix24-protocol.md §5.4).
-ARRIVAL_JITTER = 0.5
+# A request reaches the portal a little after its turn began (scheduling, the network, a busy
+# machine stalling several processes at once). Keep this many seconds of the portal's rate as
+# headroom below its burst, so that requests delayed and then arriving together still fit
+# (docs/bitrix24-protocol.md §5.5). It costs part of the first burst, not the sustained rate.
+ARRIVAL_JITTER = 1.0
 _RESULT_REF = re.compile(r"\$result\[([^\]]+)\]")
 
 

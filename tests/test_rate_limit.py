@@ -162,6 +162,8 @@ def test_8_processes_at_one_portal_never_meet_its_limit(transactional_db, fake_b
                 proc.kill()
     for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0 and "errors: none" in out, err[-3000:]
+    bucket = fake_bitrix.bucket(host)
+    limited = fake_bitrix.rest_count(error="QUERY_LIMIT_EXCEEDED")
+    assert limited == 0, f"{limited} QUERY_LIMIT_EXCEEDED; bucket reached {bucket.max_level:.1f}"
     assert fake_bitrix.rest_count("user.current") == 200
-    assert fake_bitrix.rest_count(error="QUERY_LIMIT_EXCEEDED") == 0
-    assert fake_bitrix.bucket(host).max_level > 50  # the burst was used, not wasted
+    assert bucket.max_level > 30  # the burst was used, not wasted
