@@ -209,6 +209,10 @@ if BITRIX_REST_DEADLINE <= 0:
 # process on every machine. Set it in production, whatever the broker. Empty: a database row
 # per bucket on PostgreSQL; on SQLite the buckets are per process only.
 REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        "REDIS_URL must be a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379/1."
+    )
 
 # A provider-wide outage: more than this share of refreshable tokens failing transiently
 # within 10 minutes (and at least OUTAGE_MIN_TOKENS of them) opens one outage incident.
