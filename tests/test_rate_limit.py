@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from django.db import transaction
+from django.urls import reverse
 
 from portals import ratelimit
 from portals.models import Portal
@@ -167,3 +168,16 @@ def test_8_processes_at_one_portal_never_meet_its_limit(transactional_db, fake_b
     assert limited == 0, f"{limited} QUERY_LIMIT_EXCEEDED; bucket reached {bucket.max_level:.1f}"
     assert fake_bitrix.rest_count("user.current") == 200
     assert bucket.max_level > 30  # the burst was used, not wasted
+
+
+def test_staff_set_a_portals_limit_in_the_admin(fake_bitrix, admin_client):
+    portal = connect(fake_bitrix).portal
+    page = reverse("admin:portals_portal_change", args=[portal.pk])
+    assert "REST requests per second" in admin_client.get(page).content.decode()
+    data = {"domain": portal.domain, "member_id": portal.member_id, "auth_server": ""}
+    response = admin_client.post(page, {**data, "rest_rate": "5", "rest_burst": "250"})
+    assert response.status_code == 302
+    portal.refresh_from_db()
+    assert (portal.rest_rate, portal.rest_burst) == (5, 250)  # Enterprise
+    refused = admin_client.post(page, {**data, "rest_rate": "0", "rest_burst": "0"})
+    assert "Enter at least 0.1 requests per second." in refused.content.decode()
