@@ -102,8 +102,8 @@ class Bitrix24:
         tries = _Tries(time.monotonic() + self.deadline)
         token = tokens.get_token(self.reference, self.MIN_TTL)
         while True:
-            self._wait_turn(token, tries)
             url = restwire.endpoint(token) + method
+            self._wait_turn(token, tries)
             body = {**(params or {}), "auth": token.access_token}
             try:
                 return restwire.post(url, body, tries.deadline - time.monotonic())
