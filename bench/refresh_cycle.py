@@ -1,6 +1,6 @@
 """One full refresh cycle: N due tokens, W real Celery workers, a fake server with latency.
 
-    cd /work/main && .venv/bin/python bench/refresh_cycle.py [--tokens 10000] [--latency 0.1]
+    .venv/bin/python bench/refresh_cycle.py [--tokens 10000] [--latency 0.1]
         [--workers 2] [--concurrency 32] [--pool threads|prefork] [--settings MODULE] [--keep]
 
 Compares the cycle (first sweep -> last token stored) with the ideal N × latency / concurrency

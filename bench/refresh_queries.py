@@ -1,6 +1,6 @@
 """Database queries per refresh, at 10 and at 10,000 tokens: the count must not grow.
 
-    cd /work/main && .venv/bin/python bench/refresh_queries.py [--sizes 10,10000] [--verbose]
+    .venv/bin/python bench/refresh_queries.py [--sizes 10,10000] [--verbose]
         [--keep]
 
 Counts the queries (CaptureQueriesContext) of `portals.tokens.refresh(reference)` and of

@@ -1,6 +1,6 @@
 """The shared REST rate limit: 8 processes against one portal allowing 2/s with burst 50.
 
-    cd /work/main && .venv/bin/python bench/rest_limiter.py [--seconds 60] [--processes 8]
+    .venv/bin/python bench/rest_limiter.py [--seconds 60] [--processes 8]
         [--rate 2] [--burst 50] [--stores redis,database] [--cost-calls 3000] [--keep]
 
 The fake portal (in this process) keeps the portal's own leaky bucket and answers

@@ -1,6 +1,6 @@
 """The sweep's claim query at 10,000 and 100,000 tokens.
 
-    cd /work/main && .venv/bin/python bench/sweep_query.py [--sizes 10000,100000] [--runs 9]
+    .venv/bin/python bench/sweep_query.py [--sizes 10000,100000] [--runs 9]
         [--limit 2000] [--due-share 0.03] [--keep]
 
 Seeds realistic rows with SQL (mixed statuses, next refresh times spread over 25 minutes, about

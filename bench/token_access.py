@@ -1,6 +1,6 @@
 """A warm token, read three ways: get_access_token(), the token API, and their baselines.
 
-    cd /work/main && .venv/bin/python bench/token_access.py [--calls 3000] [--http 2000]
+    .venv/bin/python bench/token_access.py [--calls 3000] [--http 2000]
         [--workers 2] [--clients 4] [--limiter redis|database] [--keep]
 
 One token whose pair the fake issued (an hour to live, so nothing refreshes). Measured in the
