@@ -1,5 +1,7 @@
 """Admin for API keys: who may read which tokens over the token API."""
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -13,7 +15,7 @@ from api import keys
 from api.models import ApiKey
 
 MANAGE = "api.manage_apikey"
-HISTORY = ["created_at", "created_by", "last_used_at", "last_used_from", "revoked_at"]
+HISTORY = ("created_at", "created_by", "last_used_at", "last_used_from", "revoked_at")
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -21,8 +23,9 @@ class ApiKeyForm(forms.ModelForm):
         model = ApiKey
         fields = ["name", "all_tokens", "tokens", "rate_per_minute", "expires_at"]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data  # the stubs allow None; ModelForm.clean returns this
         if not cleaned.get("all_tokens") and not cleaned.get("tokens"):
             self.add_error("tokens", "Choose the tokens this key may read, or tick “every token”.")
         if cleaned.get("all_tokens") and cleaned.get("tokens"):
@@ -84,9 +87,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.Form, change: bool) -> None:
         if not change:
-            obj.created_by = request.user
-            # Kept on the request only, for response_add to show once; never stored or logged.
-            request._new_api_key = keys.assign_new_key(obj)
+            user = request.user  # the admin lets only signed-in staff this far
+            obj.created_by = user if user.is_authenticated else None
+            # Kept on this instance only, for response_add to show once; never stored or logged.
+            obj.new_key = keys.assign_new_key(obj)
         super().save_model(request, obj, form, change)
 
     def response_add(
@@ -102,7 +106,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 "opts": self.opts,
                 "original": obj,
                 "title": "API key created",
-                "key": request._new_api_key,
+                "key": obj.new_key,
                 "example_url": f"{settings.SITE_URL}/api/tokens/{self._example_reference(obj)}/",
             },
         )

@@ -75,6 +75,10 @@ class ApiKey(models.Model):
 
     objects = ApiKeyQuerySet.as_manager()
 
+    # Not a column: the key itself, only on the instance the admin just made it for, to show
+    # it once.
+    new_key: str | None = None
+
     class Meta:
         verbose_name = "API key"
         ordering = ["name"]
