@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -49,11 +49,11 @@ def user_id(request: HttpRequest) -> int:
     return user.pk
 
 
-class TokenViewsMixin:
+class TokenViewsMixin(admin.ModelAdmin):
     """Mixed into TokenAdmin: its extra URLs and views."""
 
     def get_urls(self) -> list:
-        view = self.admin_site.admin_view  # type: ignore[attr-defined]
+        view = self.admin_site.admin_view
         own = [
             path("connect/", view(self.connect_view), name="portals_token_connect"),
             path("connect-new/", view(self.connect_new_view), name="portals_token_connect_new"),
@@ -62,11 +62,11 @@ class TokenViewsMixin:
             path("<int:pk>/toggle/", view(self.toggle_view), name="portals_token_toggle"),
             path("pending/<int:pk>/", view(self.pending_view), name="portals_token_pending"),
         ]
-        return [*own, *super().get_urls()]  # type: ignore[misc]
+        return [*own, *super().get_urls()]
 
     def _render(self, request: HttpRequest, template: str, **context: Any) -> HttpResponse:
         context = {
-            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            **self.admin_site.each_context(request),
             "opts": Token._meta,
             **context,
         }
