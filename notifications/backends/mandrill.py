@@ -19,6 +19,7 @@ from anymail.exceptions import AnymailError, AnymailRequestsAPIError
 from anymail.message import AnymailMessage
 from anymail.utils import EmailAddress
 from django.core.mail import get_connection
+from django.utils.translation import gettext_lazy as _
 
 from .base import (
     DELIVERED,
@@ -73,18 +74,18 @@ class MandrillBackend(Backend):
     credential_fields = (
         CredentialField(
             "api_key",
-            "API key",
+            _("API key"),
             secret=True,
-            help_text="A Mandrill API key (Mandrill → Settings → SMTP & API Info).",
+            help_text=_("A Mandrill API key (Mandrill → Settings → SMTP & API Info)."),
         ),
         CredentialField(
             "from_email",
-            "Sender address",
+            _("Sender address"),
             secret=False,
-            help_text="On a sending domain verified (SPF and DKIM) in Mandrill.",
+            help_text=_("On a sending domain verified (SPF and DKIM) in Mandrill."),
         ),
         CredentialField(
-            "from_name", "Sender name", secret=False, help_text="Optional.", required=False
+            "from_name", _("Sender name"), secret=False, help_text=_("Optional."), required=False
         ),
     )
     errors = {

@@ -12,6 +12,8 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
+from django.utils.translation import gettext_lazy as _
+
 from .base import Backend, CredentialField, HttpAnswer, HttpRequest, Message, Rule, SendResult
 from .errors import PermanentDeliveryError
 
@@ -85,10 +87,12 @@ class TelegramBackend(Backend):
     credential_fields = (
         CredentialField(
             "bot_token",
-            "Bot token",
+            _("Bot token"),
             secret=True,
-            help_text="From @BotFather, like 123456789:AAF…; the recipient must press Start in "
-            "a chat with this bot (or add it to the group) before it can write to them.",
+            help_text=_(
+                "From @BotFather, like 123456789:AAF…; the recipient must press Start in "
+                "a chat with this bot (or add it to the group) before it can write to them."
+            ),
         ),
     )
     # Keyed by the description without its "Bad Request: " / "Forbidden: " prefix, lowercase:
