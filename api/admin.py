@@ -1,5 +1,7 @@
 """Admin for API keys: who may read which tokens over the token API."""
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -8,12 +10,14 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from api import keys
 from api.models import ApiKey
 
 MANAGE = "api.manage_apikey"
-HISTORY = ["created_at", "created_by", "last_used_at", "last_used_from", "revoked_at"]
+HISTORY = ("created_at", "created_by", "last_used_at", "last_used_from", "revoked_at")
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -21,12 +25,15 @@ class ApiKeyForm(forms.ModelForm):
         model = ApiKey
         fields = ["name", "all_tokens", "tokens", "rate_per_minute", "expires_at"]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data  # the stubs allow None; ModelForm.clean returns this
         if not cleaned.get("all_tokens") and not cleaned.get("tokens"):
-            self.add_error("tokens", "Choose the tokens this key may read, or tick “every token”.")
+            self.add_error(
+                "tokens", _("Choose the tokens this key may read, or tick “every token”.")
+            )
         if cleaned.get("all_tokens") and cleaned.get("tokens"):
-            self.add_error("tokens", "A key for every token needs no tokens chosen: clear them.")
+            self.add_error("tokens", _("A key for every token needs no tokens chosen: clear them."))
         return cleaned
 
 
@@ -40,30 +47,30 @@ class ApiKeyAdmin(admin.ModelAdmin):
     readonly_fields = ["shown_prefix", "state", *HISTORY]
     fieldsets = [
         (None, {"fields": ["name", "shown_prefix", "state"]}),
-        ("What it reads", {"fields": ["all_tokens", "tokens"]}),
-        ("Limits", {"fields": ["rate_per_minute", "expires_at"]}),
-        ("History", {"fields": HISTORY}),
+        (gettext_lazy("What it reads"), {"fields": ["all_tokens", "tokens"]}),
+        (gettext_lazy("Limits"), {"fields": ["rate_per_minute", "expires_at"]}),
+        (gettext_lazy("History"), {"fields": HISTORY}),
     ]
     actions = ["revoke"]
 
-    @admin.display(description="key")
+    @admin.display(description=gettext_lazy("key"))
     def shown_prefix(self, obj: ApiKey) -> str:
-        return f"{obj.prefix}…" if obj.prefix else "(made when saved)"
+        return f"{obj.prefix}…" if obj.prefix else _("(made when saved)")
 
-    @admin.display(description="reads")
+    @admin.display(description=gettext_lazy("reads"))
     def reads(self, obj: ApiKey) -> str:
         if obj.all_tokens:
-            return "every token"
-        return ", ".join(t.reference for t in obj.tokens.all()) or "nothing"
+            return _("every token")
+        return ", ".join(t.reference for t in obj.tokens.all()) or _("nothing")
 
-    @admin.display(description="state")
+    @admin.display(description=gettext_lazy("state"))
     def state(self, obj: ApiKey) -> str:
         if obj.revoked_at:
-            word, colour = "revoked", "#dc3545"
+            word, colour = _("revoked"), "#dc3545"
         elif obj.expires_at and obj.expires_at <= timezone.now():
-            word, colour = "expired", "#dc3545"
+            word, colour = _("expired"), "#dc3545"
         else:
-            word, colour = "active", "#198754"
+            word, colour = _("active"), "#198754"
         return format_html('<span style="color:{}">{}</span>', colour, word)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -84,9 +91,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: forms.Form, change: bool) -> None:
         if not change:
-            obj.created_by = request.user
-            # Kept on the request only, for response_add to show once; never stored or logged.
-            request._new_api_key = keys.assign_new_key(obj)
+            user = request.user  # the admin lets only signed-in staff this far
+            obj.created_by = user if user.is_authenticated else None
+            # Kept on this instance only, for response_add to show once; never stored or logged.
+            obj.new_key = keys.assign_new_key(obj)
         super().save_model(request, obj, form, change)
 
     def response_add(
@@ -101,8 +109,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
                 "original": obj,
-                "title": "API key created",
-                "key": request._new_api_key,
+                "title": _("API key created"),
+                "key": obj.new_key,
                 "example_url": f"{settings.SITE_URL}/api/tokens/{self._example_reference(obj)}/",
             },
         )
@@ -114,9 +122,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
         first = obj.tokens.order_by("reference").first()
         return first.reference if first else "token"
 
-    @admin.action(description="Revoke selected keys", permissions=["manage"])
+    @admin.action(description=gettext_lazy("Revoke selected keys"), permissions=["manage"])
     def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
         revoked = keys.revoke(queryset.values_list("pk", flat=True))
         for api_key in revoked:
-            self.log_change(request, api_key, "Revoked.")
-        self.message_user(request, f"{len(revoked)} key(s) revoked.", messages.SUCCESS)
+            self.log_change(request, api_key, _("Revoked."))
+        count = len(revoked)
+        text = ngettext("%(count)d key revoked.", "%(count)d keys revoked.", count)
+        self.message_user(request, text % {"count": count}, messages.SUCCESS)

@@ -12,6 +12,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 
 class ApiKeyQuerySet(models.QuerySet):
@@ -25,40 +26,52 @@ class ApiKeyQuerySet(models.QuerySet):
 
 class ApiKey(models.Model):
     name = models.CharField(
-        max_length=200, help_text="Who uses this key, e.g. “billing service on app-3”."
+        _("name"),
+        max_length=200,
+        help_text=_("Who uses this key, e.g. “billing service on app-3”."),
     )
     prefix = models.CharField(
-        max_length=20, editable=False, help_text="The key's first characters, to recognise it."
+        _("prefix"),
+        max_length=20,
+        editable=False,
+        help_text=_("The key's first characters, to recognise it."),
     )
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    key_hash = models.CharField(_("key hash"), max_length=64, unique=True, editable=False)
     all_tokens = models.BooleanField(
-        "every token",
+        _("every token"),
         default=False,
-        help_text="The key reads every token, including ones connected later. Otherwise only "
-        "the tokens chosen below.",
+        help_text=_(
+            "The key reads every token, including ones connected later. Otherwise only the "
+            "tokens chosen below."
+        ),
     )
     tokens = models.ManyToManyField(
         "portals.Token",
         blank=True,
         related_name="api_keys",
-        help_text="The tokens this key may read. Bound to the token itself: renaming its "
-        "reference keeps the key working.",
+        verbose_name=_("tokens"),
+        help_text=_(
+            "The tokens this key may read. Bound to the token itself: renaming its reference "
+            "keeps the key working."
+        ),
     )
     rate_per_minute = models.PositiveIntegerField(
-        "requests per minute",
+        _("requests per minute"),
         default=600,
         validators=[
-            MinValueValidator(1, "Allow at least 1 request a minute."),
-            MaxValueValidator(600000, "Allow at most 600000 requests a minute."),
+            MinValueValidator(1, _("Allow at least 1 request a minute.")),
+            MaxValueValidator(600000, _("Allow at most 600000 requests a minute.")),
         ],
-        help_text="More than this (on average, with bursts up to the same number) gets HTTP "
-        "429. A caller should keep the token until shortly before expires_at instead.",
+        help_text=_(
+            "More than this (on average, with bursts up to the same number) gets HTTP 429. A "
+            "caller should keep the token until shortly before expires_at instead."
+        ),
     )
     expires_at = models.DateTimeField(
-        "expires", null=True, blank=True, help_text="Empty: the key does not expire."
+        _("expires"), null=True, blank=True, help_text=_("Empty: the key does not expire.")
     )
-    revoked_at = models.DateTimeField("revoked", null=True, blank=True, editable=False)
-    created_at = models.DateTimeField("created", auto_now_add=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -66,17 +79,23 @@ class ApiKey(models.Model):
         blank=True,
         editable=False,
         related_name="+",
+        verbose_name=_("created by"),
     )
     # Written at most once a minute (api.keys.note_use): a busy key must not write per request.
-    last_used_at = models.DateTimeField("last used", null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True, editable=False)
     last_used_from = models.GenericIPAddressField(
-        "last used from", null=True, blank=True, editable=False
+        _("last used from"), null=True, blank=True, editable=False
     )
 
     objects = ApiKeyQuerySet.as_manager()
 
+    # Not a column: the key itself, only on the instance the admin just made it for, to show
+    # it once.
+    new_key: str | None = None
+
     class Meta:
-        verbose_name = "API key"
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
         ordering = ["name"]
         permissions = [("manage_apikey", "Can create and revoke API keys")]
 

@@ -8,6 +8,8 @@ does not exist, so it cannot probe references.
 
 import logging
 import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
@@ -16,12 +18,14 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
 from api import keys
-from api.models import ApiKey
 from config.client_ip import forwarded_client_ip
 from portals import tokens
 from portals.errors import OAuthError, PairNotStored, RefreshBusy, TokenNotFound, TokenUnavailable
 from portals.errors import status_for as token_status_for
 from portals.models import Token
+
+if TYPE_CHECKING:
+    from api.keys import CheckedKey
 
 log = logging.getLogger(__name__)
 MIN_TTL_DEFAULT, MIN_TTL_MAX = 300, 3000
@@ -29,17 +33,28 @@ RETRY_BUSY = 5  # seconds a client should wait after refresh_busy
 
 
 class ApiError(Exception):
-    def __init__(self, http_status: int, code: str, detail: str, **extra: object) -> None:
+    """An error answer: `extra` goes into the JSON body, `headers` into the response."""
+
+    def __init__(
+        self,
+        http_status: int,
+        code: str,
+        detail: str,
+        headers: Mapping[str, object] | None = None,
+        **extra: object,
+    ) -> None:
         super().__init__(detail)
         self.http_status, self.code, self.detail, self.extra = http_status, code, detail, extra
+        self.headers = {str(k): str(v) for k, v in (headers or {}).items()}
 
     def response(self) -> JsonResponse:
         body = {"error": self.code, "detail": self.detail}
-        headers = {str(k): str(v) for k, v in self.extra.pop("headers", {}).items()}
-        return _json({**body, **self.extra}, self.http_status, headers)
+        return _json({**body, **self.extra}, self.http_status, self.headers)
 
 
-def _json(body: dict, status: int = 200, headers: dict[str, str] | None = None) -> JsonResponse:
+def _json(
+    body: dict[str, object], status: int = 200, headers: dict[str, str] | None = None
+) -> JsonResponse:
     response = JsonResponse(body, status=status, headers=headers or {})
     response["Cache-Control"] = "no-store"
     return response
@@ -69,7 +84,7 @@ def not_found(request: HttpRequest, path: str = "") -> JsonResponse:
     ).response()
 
 
-def _authorize(request: HttpRequest, reference: str) -> ApiKey:
+def _authorize(request: HttpRequest, reference: str) -> "CheckedKey":
     api_key = keys.authenticate(request.headers.get("Authorization", ""), reference)
     if api_key is None:
         raise ApiError(
@@ -114,7 +129,7 @@ def _min_ttl(request: HttpRequest) -> int:
     return value
 
 
-def _check_access(api_key: ApiKey, reference: str) -> None:
+def _check_access(api_key: "CheckedKey", reference: str) -> None:
     if api_key.may_read:  # set by keys.authenticate, in the key's own query
         return
     raise ApiError(403, "forbidden", f"This API key may not read token “{reference[:100]}”.")

@@ -19,7 +19,9 @@ from kombu.utils.json import dumps
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # kombu's own classes disagree: filesystem.Channel names the argument `payload`, its base
+    # AbstractChannel `message`; we keep filesystem's signature, which kombu calls positionally.
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         # A leading dot keeps the reader from matching the file while it is being written.
         partial = os.path.join(self.data_folder_out, f".{name}.partial")

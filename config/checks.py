@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 PROVIDER_URL_SETTINGS = (
     "TWILIO_API_URL",
@@ -78,7 +78,7 @@ def check_auth_servers(**kwargs: Any) -> list:
 
 @register()
 def check_external_urls(**kwargs: Any) -> list:
-    problems = []
+    problems: list[CheckMessage] = []
     names = ("BITRIX_OAUTH_SERVER", *PROVIDER_URL_SETTINGS)
     for name in names:
         parts = urlsplit(getattr(settings, name))

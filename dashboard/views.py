@@ -17,15 +17,11 @@ from django.utils.translation import gettext as _
 from django_celery_beat.models import PeriodicTask
 
 from dashboard import chart
+from notifications.coverage import uncovered_incidents
 from notifications.models import Delivery, Incident
 from portals.beat import SWEEP_TASK
 from portals.display import ago
 from portals.models import REFRESHABLE_STATUSES, RefreshAttempt, Token, TokenStatus
-
-try:  # Who hears of an incident (notifications.coverage, another change in flight).
-    from notifications.coverage import uncovered_incidents
-except ImportError:  # HOOK for the merge: without it the home page says nothing on coverage.
-    uncovered_incidents = None
 
 VIEW = "portals.view_token"
 LISTED = 10  # rows in each "soonest" list
@@ -75,7 +71,7 @@ def _incidents() -> dict[str, Any]:
         .defer(*(f"token__{name}" for name in SECRETS))
         .order_by("-opened_at")[:LISTED]
     )
-    uncovered = uncovered_incidents().count() if uncovered_incidents else None
+    uncovered = uncovered_incidents().count()
     return {"open_incidents": listed, "open_count": open_.count(), "uncovered": uncovered}
 
 

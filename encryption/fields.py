@@ -33,3 +33,8 @@ class EncryptedTextField(models.TextField):
 
 def encrypted_fields(model: type[models.Model]) -> list[str]:
     return [f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+
+
+def encrypted_columns(model: type[models.Model]) -> list[str]:
+    """The database columns of `model`'s encrypted fields, for raw SQL over ciphertext."""
+    return [f.column for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]

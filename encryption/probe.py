@@ -8,7 +8,7 @@ from django.apps import apps
 from django.db import DatabaseError, connection
 
 from encryption import crypto
-from encryption.fields import encrypted_fields
+from encryption.fields import encrypted_columns
 
 
 def unreadable_tables() -> list[str]:
@@ -20,10 +20,10 @@ def unreadable_tables() -> list[str]:
         return []
     failing = []
     for model in apps.get_models():
-        fields = encrypted_fields(model)
-        if not fields or model._meta.db_table not in existing:
+        columns = encrypted_columns(model)
+        if not columns or model._meta.db_table not in existing:
             continue
-        sample = _sample(model._meta.db_table, [model._meta.get_field(f).column for f in fields])
+        sample = _sample(model._meta.db_table, columns)
         if sample is None:
             continue
         try:

@@ -3,7 +3,7 @@
 from django.db import connection, models
 
 from encryption import crypto
-from encryption.fields import encrypted_fields
+from encryption.fields import encrypted_columns
 
 
 def reencrypt_model(model: type[models.Model]) -> int:
@@ -12,7 +12,7 @@ def reencrypt_model(model: type[models.Model]) -> int:
     Works on raw ciphertext with a compare-and-set UPDATE (WHERE column = old ciphertext), so
     a refresh that writes a new token meanwhile is never overwritten with an older value.
     """
-    columns = [model._meta.get_field(name).column for name in encrypted_fields(model)]
+    columns = encrypted_columns(model)
     if not columns:
         return 0
     table = connection.ops.quote_name(model._meta.db_table)

@@ -14,7 +14,7 @@ from notifications.models import Delivery
 from portals.display import when
 
 RED, ORANGE, GREEN, GREY, BLUE = "#dc3545", "#fd7e14", "#198754", "#6c757d", "#0d6efd"
-DELIVERY_COLOURS = {
+DELIVERY_COLOURS: dict[str, str] = {
     Delivery.Status.QUEUED: BLUE,
     Delivery.Status.SENDING: ORANGE,
     Delivery.Status.SENT: GREEN,

@@ -1,6 +1,8 @@
 """Admin for deliveries and incidents: rows b24keeper writes itself, read-only. Registered by
 importing this module from notifications/admin.py."""
 
+from typing import TYPE_CHECKING
+
 from django.contrib import admin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -22,6 +24,17 @@ from notifications.admin_display import (
 )
 from notifications.models import Delivery, Incident
 from portals.display import EMPTY
+
+if TYPE_CHECKING:  # django_stubs_ext is a type-checking package, not needed to run
+    from typing import TypedDict
+
+    from django_stubs_ext import WithAnnotations
+
+    class _Counted(TypedDict):
+        deliveries_total: int
+
+    # An incident from IncidentAdmin.get_queryset, which counts its deliveries.
+    CountedIncident = WithAnnotations[Incident, _Counted]
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -68,8 +81,8 @@ class DeliveryAdmin(ReadOnlyAdmin):
     @admin.display(description=gettext_lazy("incident"), ordering="incident")
     def incident_link(self, obj: Delivery) -> str:
         url = reverse("admin:notifications_incident_change", args=[obj.incident_id])
-        incident = obj.incident
-        subject = incident.token.reference if incident.token_id else _("all portals")
+        incident, token = obj.incident, obj.incident.token
+        subject = token.reference if token else _("all portals")
         return format_html('<a href="{}" title="{}">{}</a>', url, incident, subject)
 
     @admin.display(description=gettext_lazy("channel"), ordering="channel__name")
@@ -107,7 +120,7 @@ class DeliveryInline(admin.TabularInline):
     fk_name = "incident"
     extra = 0
     can_delete = False
-    fields = ["channel", "event_display", "status_display", "attempts", "sent_at", "error"]
+    fields = ("channel", "event_display", "status_display", "attempts", "sent_at", "error")
     readonly_fields = fields
     ordering = ["created_at", "pk"]
 
@@ -166,7 +179,7 @@ class IncidentAdmin(ReadOnlyAdmin):
     ]
     list_display_links = ["subject"]
     list_filter = [StateFilter, "kind", "permanent"]
-    fields = [
+    fields = (
         "kind",
         "token",
         "state",
@@ -180,7 +193,7 @@ class IncidentAdmin(ReadOnlyAdmin):
         "opened_at",
         "last_seen_at",
         "resolved_at",
-    ]
+    )
     readonly_fields = fields
     list_select_related = ["token__portal", "token__owner", "channel"]
     search_fields = ["token__reference", "token__portal__domain", "error_code"]
@@ -213,24 +226,24 @@ class IncidentAdmin(ReadOnlyAdmin):
 
     @admin.display(description=gettext_lazy("token"), ordering="token__reference")
     def subject(self, obj: Incident) -> str:
-        return obj.token.reference if obj.token_id else _("all portals")
+        return obj.token.reference if obj.token else _("all portals")
 
     @admin.display(description=gettext_lazy("portal"), ordering="token__portal__domain")
     def portal(self, obj: Incident) -> str:
         if obj.kind == Incident.Kind.CHANNEL:
             return EMPTY
-        return obj.token.portal.domain if obj.token_id else _("all portals")
+        return obj.token.portal.domain if obj.token else _("all portals")
 
     @admin.display(description=gettext_lazy("owner"))
     def owner(self, obj: Incident) -> str:
-        return str(obj.token.owner or EMPTY) if obj.token_id else EMPTY
+        return str(obj.token.owner or EMPTY) if obj.token else EMPTY
 
     @admin.display(description=gettext_lazy("state"), ordering="resolved_at")
     def state(self, obj: Incident) -> str:
         return badge(RED, _("open")) if obj.is_open else badge(GREEN, _("resolved"))
 
     @admin.display(description=gettext_lazy("deliveries"), ordering="deliveries_total")
-    def delivery_count(self, obj: Incident) -> str:
+    def delivery_count(self, obj: "CountedIncident") -> str:
         url = reverse("admin:notifications_delivery_changelist")
         return format_html(
             '<a href="{}?incident__id__exact={}">{}</a>', url, obj.pk, obj.deliveries_total

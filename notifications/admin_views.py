@@ -1,7 +1,7 @@
 """Buttons on a channel's own page: Send test message, Disable / Enable. Each checks the same
 permission as the list's action, does the same thing, and says what happened."""
 
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -21,18 +21,18 @@ def require(request: HttpRequest, permission: str) -> None:
         raise PermissionDenied(_("This needs the permission “%(perm)s”.") % {"perm": permission})
 
 
-class ChannelViewsMixin:
+class ChannelViewsMixin(admin.ModelAdmin):
     """Mixed into ChannelAdmin: its buttons' URLs, views and template context."""
 
     def get_urls(self) -> list:
-        view = self.admin_site.admin_view  # type: ignore[attr-defined]
+        view = self.admin_site.admin_view
         own = [
             path(
                 "<int:pk>/send-test/", view(self.send_test_view), name="notifications_channel_test"
             ),
             path("<int:pk>/toggle/", view(self.toggle_view), name="notifications_channel_toggle"),
         ]
-        return [*own, *super().get_urls()]  # type: ignore[misc]
+        return [*own, *super().get_urls()]
 
     def change_view(
         self,
@@ -46,7 +46,7 @@ class ChannelViewsMixin:
             "can_toggle": request.user.has_perm(TOGGLE),
             **(extra_context or {}),
         }
-        return super().change_view(request, object_id, form_url, extra)  # type: ignore[misc]
+        return super().change_view(request, object_id, form_url, extra)
 
     @method_decorator(require_POST)
     def send_test_view(self, request: HttpRequest, pk: int) -> HttpResponse:

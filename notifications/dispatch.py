@@ -22,6 +22,7 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
+from celery import Task
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -140,11 +141,11 @@ def enqueue_checks(ids: Iterable[int], countdown: float = 0.0) -> None:
     _publish(check_delivery, list(ids), countdown)
 
 
-def _publish(task: object, ids: list[int], countdown: float) -> None:
+def _publish(task: Task, ids: list[int], countdown: float) -> None:
     def publish() -> None:
         try:
             for delivery_id in ids:
-                task.apply_async((delivery_id,), countdown=countdown)  # type: ignore[attr-defined]
+                task.apply_async((delivery_id,), countdown=countdown)
         except Exception as err:
             # The rows are stored: the sweep re-enqueues lost work within minutes.
             logger.warning("could not enqueue %d task(s): %s", len(ids), type(err).__name__)

@@ -66,7 +66,8 @@ class _ChannelForm(forms.ModelForm):
 
     @sensitive_variables()
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data  # the stubs allow None; ModelForm.clean returns this
         kind = cleaned.get("kind") or self.instance.kind
         if kind not in BACKENDS:
             return cleaned

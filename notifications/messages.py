@@ -29,6 +29,8 @@ from notifications.models import Channel, Delivery, Incident
 from portals.errors import ConfigurationError, advice_for
 
 if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractUser
+
     from portals.models import Token
 
 SMS_MAX = SINGLE_PART  # septets: one GSM-7 part
@@ -124,13 +126,13 @@ def token_facts(incident: Incident) -> _Token:
     )
 
 
-def _sms_name(owner: object) -> str:
+def _sms_name(owner: "AbstractUser") -> str:
     """A name an SMS can show: the full name where GSM-7 can spell it (transliterated), else
     the login or the email's local part; never a row of "?" for a script it cannot spell."""
     candidates = [
-        owner.get_full_name(),  # type: ignore[attr-defined]
-        owner.get_username(),  # type: ignore[attr-defined]
-        (owner.email or "").split("@")[0],  # type: ignore[attr-defined]
+        owner.get_full_name(),
+        owner.get_username(),
+        (owner.email or "").split("@")[0],
     ]
     clean = [name for name in candidates if name and is_clean(name)]
     return clean[0] if clean else _("see the token page")

@@ -4,6 +4,7 @@ portals.admin_apps; the token's own pages and buttons: portals.admin_views)."""
 from typing import Any
 
 from django import forms
+from django.apps import apps
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -19,7 +20,7 @@ from portals.errors import OAuthError, TokenError
 from portals.models import REFRESHABLE_STATUSES, Token, TokenStatus
 from portals.tokens import refresh
 
-STATUS_COLOURS = {
+STATUS_COLOURS: dict[str, str] = {
     TokenStatus.AWAITING_CODE: "#6c757d",
     TokenStatus.ACTIVE: "#198754",
     TokenStatus.REFRESH_FAILING: "#fd7e14",
@@ -120,8 +121,8 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # Incidents belong to notifications, which depends on portals, not the other way:
-        # reach them through the reverse relation instead of importing the model.
-        incident = Token._meta.get_field("incidents").related_model
+        # look the model up by name instead of importing it.
+        incident = apps.get_model("notifications", "Incident")
         open_incidents = incident.objects.filter(token=OuterRef("pk"), resolved_at=None)
         # Encrypted columns stay unread in the list: decrypting 100 rows costs real time.
         return (
@@ -140,8 +141,10 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
     def has_toggle_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(TOGGLE)
 
-    def get_form(self, request: HttpRequest, obj: Token | None = None, **kwargs: Any) -> Any:
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(
+        self, request: HttpRequest, obj: Token | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm]:
+        form = super().get_form(request, obj, change, **kwargs)
         if obj is not None and "reference" in form.base_fields:
             # Each token says how code gets *it*, not a generic placeholder.
             form.base_fields["reference"].help_text = _(

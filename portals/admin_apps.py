@@ -78,8 +78,9 @@ class AppCredentialsForm(forms.ModelForm):
             "keepalive_days",
         ]
 
-    def clean(self) -> dict:
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data  # the stubs allow None; ModelForm.clean returns this
         if not self.instance.pk and not cleaned.get("new_client_secret"):
             self.add_error("new_client_secret", _("Enter the client secret from the app's card."))
         return cleaned

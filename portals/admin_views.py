@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -41,11 +41,19 @@ def require(request: HttpRequest, permission: str) -> None:
         raise PermissionDenied(_("This needs the permission “%(perm)s”.") % {"perm": permission})
 
 
-class TokenViewsMixin:
+def user_id(request: HttpRequest) -> int:
+    """The signed-in staff user's id (admin_view lets nobody else reach these views)."""
+    user = request.user
+    if not user.is_authenticated:
+        raise PermissionDenied(_("Log in first."))
+    return user.pk
+
+
+class TokenViewsMixin(admin.ModelAdmin):
     """Mixed into TokenAdmin: its extra URLs and views."""
 
     def get_urls(self) -> list:
-        view = self.admin_site.admin_view  # type: ignore[attr-defined]
+        view = self.admin_site.admin_view
         own = [
             path("connect/", view(self.connect_view), name="portals_token_connect"),
             path("connect-new/", view(self.connect_new_view), name="portals_token_connect_new"),
@@ -54,11 +62,11 @@ class TokenViewsMixin:
             path("<int:pk>/toggle/", view(self.toggle_view), name="portals_token_toggle"),
             path("pending/<int:pk>/", view(self.pending_view), name="portals_token_pending"),
         ]
-        return [*own, *super().get_urls()]  # type: ignore[misc]
+        return [*own, *super().get_urls()]
 
     def _render(self, request: HttpRequest, template: str, **context: Any) -> HttpResponse:
         context = {
-            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            **self.admin_site.each_context(request),
             "opts": Token._meta,
             **context,
         }
@@ -84,8 +92,8 @@ class TokenViewsMixin:
         if "_preview" in request.POST:  # only show the authorize URL
             if typed:
                 states.hold_secret(request.session, typed)
-            initial = {name: request.POST.get(name) for name in KEPT_FIELDS}
-            form = ConnectPortalForm(initial=initial, secret_held=bool(secret))
+            typed_in = {name: request.POST.get(name) for name in KEPT_FIELDS}
+            form = ConnectPortalForm(initial=typed_in, secret_held=bool(secret))
             return self._connect_page(request, form, request.POST)
         form = ConnectPortalForm(request.POST, secret_held=held is not None)
         if form.is_valid():
@@ -164,7 +172,7 @@ class TokenViewsMixin:
         self, request: HttpRequest, app: Any, domain: str, token: Token | None, reference: str
     ) -> HttpResponse:
         state = states.issue(
-            request.session, request.user.pk, app, domain, token=token, reference=reference
+            request.session, user_id(request), app, domain, token=token, reference=reference
         )
         return HttpResponseRedirect(oauth.authorize_url(domain, app.client_id, state))
 
@@ -172,7 +180,7 @@ class TokenViewsMixin:
     def pending_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """A re-connect answered by another portal: confirm (store) or cancel (drop)."""
         require(request, CONNECT)
-        pending = states.pending_for(pk, request.session, request.user.pk)
+        pending = states.pending_for(pk, request.session, user_id(request))
         if pending is None:
             return self._render(
                 request,

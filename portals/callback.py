@@ -10,7 +10,7 @@ waits (portals.states.hold_pair) for staff to confirm or cancel.
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
@@ -38,11 +38,20 @@ class CallbackRefused(Exception):
         self.status = status
 
 
-@dataclass
-class Outcome:
-    token: Token | None = None
-    pending: PendingPair | None = None
-    missing_scopes: list[str] = field(default_factory=list)
+@dataclass(frozen=True)
+class Connected:
+    token: Token
+    missing_scopes: list[str]
+
+
+@dataclass(frozen=True)
+class Held:
+    """A re-connect answered by another portal: the pair waits for staff to confirm."""
+
+    pending: PendingPair
+
+
+Outcome = Connected | Held
 
 
 @dataclass(frozen=True)
@@ -88,7 +97,7 @@ def finish(query: QueryDict, client_id: str, session: SessionBase, user_id: int)
     token = state.token
     if token is not None and _other_portal(token.portal, grant):
         pending = states.hold_pair(token, grant, domain, session, user_id)
-        return Outcome(pending=pending)
+        return Held(pending)
     stored = connect.store_grant(
         state.app,
         grant,
@@ -99,7 +108,7 @@ def finish(query: QueryDict, client_id: str, session: SessionBase, user_id: int)
         started=timezone.now(),
         duration_ms=0,
     )
-    return Outcome(token=stored, missing_scopes=connect.check_scope(stored))
+    return Connected(stored, connect.check_scope(stored))
 
 
 def _answered_domain(answer: Answer, state: ConnectState) -> str:

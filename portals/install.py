@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.http import HttpRequest, QueryDict
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -84,11 +84,11 @@ def parse(request: HttpRequest) -> Payload:
     return payload
 
 
-def _bracketed(form: object, prefix: str) -> dict[str, str]:
+def _bracketed(form: QueryDict, prefix: str) -> dict[str, str]:
     start = f"{prefix}["
     return {
         key[len(start) : -1]: str(value)
-        for key, value in form.items()  # type: ignore[attr-defined]
+        for key, value in form.items()
         if key.startswith(start) and key.endswith("]")
     }
 

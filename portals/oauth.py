@@ -133,7 +133,7 @@ class BitrixOAuthClient:
         result = body.get("result") if isinstance(body, dict) else None
         if response.status_code != 200 or not isinstance(result, dict):
             raise transient("unreadable_body", "app.info gave no result.", response.status_code)
-        install = result.get("install") if isinstance(result.get("install"), dict) else {}
+        install = _object(result.get("install"))
         user_id = str(result.get("user_id") or "")
         return AppInfo(
             client_id=str(result.get("client_id") or ""),
@@ -227,6 +227,11 @@ def _grant_from_body(body: dict[str, Any], http_status: int) -> TokenGrant:
         user_id=user_id if user_id is not None and 0 <= user_id <= USER_ID_MAX else None,
         domain=str(body.get("domain") or ""),
     )
+
+
+def _object(value: object) -> dict[str, Any]:
+    """A JSON object from the answer, or {} when the server sent anything else there."""
+    return value if isinstance(value, dict) else {}
 
 
 def _short(value: object, limit: int) -> str:

@@ -153,7 +153,7 @@ class Bitrix24:
             envelope = self.request(method, {**params, "start": start})
             yield from _rows(envelope.get("result"))
             following = envelope.get("next")
-            if following in (None, "") or int(following) <= int(start):
+            if following is None or following == "" or int(following) <= int(start):
                 return
             start = following
 
@@ -236,13 +236,13 @@ class Bitrix24:
                 permanent=True,
             )
         tries.moved = True
-        new_endpoint = restwire.confirm_move(token, location, tries.deadline - time.monotonic())
-        host = urlsplit(new_endpoint).netloc.lower()
+        move = restwire.confirm_move(token, location, tries.deadline - time.monotonic())
+        host = urlsplit(move.endpoint).netloc.lower()
         try:
-            service.move_portal(token.portal.member_id, host, new_endpoint)
+            service.move_portal(move.member_id, host, move.endpoint)
         except service.PortalMoveRefused as err:
             raise RestError("portal_moved", str(err), permanent=True, status=302) from None
-        token.client_endpoint, token.portal.domain = new_endpoint, host
+        token.client_endpoint, token.portal.domain = move.endpoint, host
         return token
 
 

@@ -9,6 +9,7 @@ the token goes to the new host only once `confirm_move()` has heard from the tok
 authorization server that this portal (by member_id) now lives there.
 """
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -130,17 +131,26 @@ def endpoint(token: Token) -> str:
     return url if url.endswith("/") else url + "/"
 
 
+@dataclass(frozen=True)
+class PortalMove:
+    """The authorization server confirmed: the portal `member_id` now answers at `endpoint`."""
+
+    member_id: str
+    endpoint: str  # the new REST root (client_endpoint)
+
+
 @sensitive_variables()
-def confirm_move(token: Token, location: str, read_timeout: float) -> str:
-    """The portal redirected to `location`: return its new REST root once the authorization
-    server's app.info (§7) says this portal's member_id lives at that host; RestError
+def confirm_move(token: Token, location: str, read_timeout: float) -> PortalMove:
+    """The portal redirected to `location`: the move, once the authorization server's
+    app.info (§7) says this portal's member_id lives at that host; RestError
     ("portal_moved") otherwise, with nothing sent to the new host."""
     target = urlsplit(location)
     host = target.netloc.lower()
     old_host = urlsplit(endpoint(token)).netloc.lower()
     if not host or host == old_host or target.scheme not in ("https", "http"):
         raise _refused(token, location or "(no address)", "it does not name another host")
-    if not token.portal.member_id:
+    member_id = token.portal.member_id
+    if not member_id:
         raise _refused(token, host, "b24keeper does not know this portal's member_id")
     server = auth_server_from_endpoint(token.server_endpoint) or token.portal.authorization_server()
     try:
@@ -154,11 +164,11 @@ def confirm_move(token: Token, location: str, read_timeout: float) -> str:
         raise _refused(token, host, f"app.info failed ({failure})") from None
     install = (info.get("result") or {}).get("install") or {}
     new_endpoint = str(install.get("client_endpoint") or "")
-    if install.get("member_id") != token.portal.member_id:
+    if install.get("member_id") != member_id:
         raise _refused(token, host, "the authorization server knows no such move of this portal")
     if urlsplit(new_endpoint).netloc.lower() != host:
         raise _refused(token, host, "the authorization server names another address")
-    return new_endpoint
+    return PortalMove(member_id, new_endpoint)
 
 
 def _refused(token: Token, host: str, reason: str) -> RestError:

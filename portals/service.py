@@ -168,7 +168,7 @@ def _store_durably(token: Token, grant: TokenGrant) -> tuple[bool, int]:
 
 
 def _reconnect() -> None:
-    with contextlib.suppress(CONNECTION_ERRORS):
+    with contextlib.suppress(*CONNECTION_ERRORS):
         connection.close()
 
 

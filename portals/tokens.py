@@ -23,6 +23,7 @@ import logging
 import random
 import time
 from datetime import datetime, timedelta
+from typing import Literal, overload
 
 from django.conf import settings
 from django.utils import timezone
@@ -102,6 +103,12 @@ def get_token(reference: str, min_ttl: int = 300) -> Token:
 def refresh(reference: str) -> Token:
     """Refresh now (waiting for, and accepting, a refresh already in flight)."""
     return refresh_token(service.load(reference=reference), Kind.MANUAL, wait=True)
+
+
+@overload
+def refresh_token(token: Token, kind: str, *, wait: Literal[True]) -> Token: ...
+@overload
+def refresh_token(token: Token, kind: str, *, wait: bool) -> Token | None: ...
 
 
 @sensitive_variables()

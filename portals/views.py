@@ -50,7 +50,7 @@ def bitrix_callback(request: HttpRequest, client_id: str) -> HttpResponse:
         outcome = callback.finish(request.GET, client_id, request.session, user.pk)
     except callback.CallbackRefused as err:
         return _refused(request, str(err), err.status)
-    if outcome.pending is not None:
+    if isinstance(outcome, callback.Held):
         return HttpResponseRedirect(
             reverse("admin:portals_token_pending", args=[outcome.pending.pk])
         )

@@ -53,8 +53,18 @@ def test_language_code_is_the_default(admin_client, settings):
         ("/admin/portals/token/connect-new/", "Подключить новый портал"),
         ("/admin/notifications/delivery/", "Эскалации и уведомления"),
         ("/admin/notifications/channel/", "Каналы"),
+        ("/admin/notifications/channel/add/", "Токен бота"),
+        ("/admin/api/apikey/", "API-ключи"),
+        ("/admin/api/apikey/add/", "Кто пользуется ключом"),
     ],
 )
 def test_our_pages_are_russian(admin_client, url, russian):
     html = admin_client.get(url, HTTP_ACCEPT_LANGUAGE="ru").content.decode()
     assert russian in html
+
+
+def test_a_new_api_key_is_shown_in_russian(admin_client, token):
+    form = {"name": "billing", "tokens": [token.pk], "rate_per_minute": 600}
+    page = admin_client.post("/admin/api/apikey/add/", form, HTTP_ACCEPT_LANGUAGE="ru")
+    html = page.content.decode()
+    assert "API-ключ «billing» создан" in html and "Все API-ключи" in html

@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import requests
 from django.conf import settings
@@ -31,6 +31,9 @@ from .gsm7 import GSM7_CHARACTERS as GSM7_CHARACTERS  # re-exported with the res
 from .gsm7 import gsm7_safe as gsm7_safe
 from .http import BAD_URL, TRANSPORT_FAILURES, http_session
 from .http import parse_retry_after as parse_retry_after
+
+if TYPE_CHECKING:  # django_stubs_ext is a type-checking package, not needed to run
+    from django_stubs_ext import StrOrPromise
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +60,13 @@ class SendResult:
 
 @dataclass(frozen=True)
 class CredentialField:
-    """One credential a backend needs, described so the admin can build a form for it."""
+    """One credential a backend needs, described so the admin can build a form for it. The
+    label and help text are lazy translations: they show in the staff member's language."""
 
     name: str
-    label: str
+    label: "StrOrPromise"
     secret: bool
-    help_text: str
+    help_text: "StrOrPromise"
     required: bool = True
 
 

@@ -16,8 +16,10 @@ from typing import Any
 
 import requests
 from anymail.exceptions import AnymailError, AnymailRequestsAPIError
+from anymail.message import AnymailMessage
 from anymail.utils import EmailAddress
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import get_connection
+from django.utils.translation import gettext_lazy as _
 
 from .base import (
     DELIVERED,
@@ -72,18 +74,18 @@ class MandrillBackend(Backend):
     credential_fields = (
         CredentialField(
             "api_key",
-            "API key",
+            _("API key"),
             secret=True,
-            help_text="A Mandrill API key (Mandrill → Settings → SMTP & API Info).",
+            help_text=_("A Mandrill API key (Mandrill → Settings → SMTP & API Info)."),
         ),
         CredentialField(
             "from_email",
-            "Sender address",
+            _("Sender address"),
             secret=False,
-            help_text="On a sending domain verified (SPF and DKIM) in Mandrill.",
+            help_text=_("On a sending domain verified (SPF and DKIM) in Mandrill."),
         ),
         CredentialField(
-            "from_name", "Sender name", secret=False, help_text="Optional.", required=False
+            "from_name", _("Sender name"), secret=False, help_text=_("Optional."), required=False
         ),
     )
     errors = {
@@ -166,7 +168,7 @@ class MandrillBackend(Backend):
         # holds the API key) as an attribute; it must not travel with our error.
         raise failure
 
-    def _email(self, message: Message) -> EmailMultiAlternatives:
+    def _email(self, message: Message) -> AnymailMessage:
         connection = get_connection(
             "anymail.backends.mandrill.EmailBackend",
             api_key=self.credentials["api_key"],
@@ -179,18 +181,18 @@ class MandrillBackend(Backend):
         # RFC 2047-encode a non-ASCII name, which anymail passes on, so Mandrill showed the
         # literal "=?utf-8?b?…?="; a quoted plain name arrives as written.
         sender = EmailAddress(self.credentials["from_name"], self.credentials["from_email"])
-        email = EmailMultiAlternatives(
+        # Tracking rewrites links through Mandrill's redirector; alerts link straight.
+        email = AnymailMessage(
             subject=" ".join(message.subject.split()),  # a header: no line breaks
             body=message.text,
             from_email=sender.address,
             to=[self.destination],
             connection=connection,
+            track_opens=False,
+            track_clicks=False,
         )
         if message.html:
             email.attach_alternative(message.html, "text/html")
-        # Tracking rewrites links through Mandrill's redirector; alerts link straight.
-        email.track_opens = False  # type: ignore[attr-defined]
-        email.track_clicks = False  # type: ignore[attr-defined]
         return email
 
     def _api_failure(self, err: AnymailRequestsAPIError) -> Exception:
@@ -208,8 +210,8 @@ class MandrillBackend(Backend):
             return self.unexpected(answer, f"answered HTTP {answer.status} in an unknown shape")
         return self.error(str(body["name"]), str(body.get("message") or body["name"]), answer)
 
-    def _recipient_result(self, email: EmailMultiAlternatives) -> SendResult:
-        status = email.anymail_status  # type: ignore[attr-defined]
+    def _recipient_result(self, email: AnymailMessage) -> SendResult:
+        status = email.anymail_status
         recipients = {address.lower(): r for address, r in status.recipients.items()}
         recipient = recipients.get(self.destination.lower(), next(iter(recipients.values()), None))
         # anymail keeps no reject_reason or queued_reason; those come from the raw answer.

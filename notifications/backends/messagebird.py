@@ -10,6 +10,8 @@ carrier's verdict is read later from the same message (GET /messages/<id>: the r
 
 from urllib.parse import quote
 
+from django.utils.translation import gettext_lazy as _
+
 from .base import (
     DELIVERED,
     PENDING,
@@ -34,17 +36,21 @@ class MessageBirdBackend(Backend):
     credential_fields = (
         CredentialField(
             "access_key",
-            "Access key",
+            _("Access key"),
             secret=True,
-            help_text="A live access key from the MessageBird dashboard (Developers → API "
-            "access). Keys of the newer Bird platform do not work here.",
+            help_text=_(
+                "A live access key from the MessageBird dashboard (Developers → API "
+                "access). Keys of the newer Bird platform do not work here."
+            ),
         ),
         CredentialField(
             "originator",
-            "Sender",
+            _("Sender"),
             secret=False,
-            help_text="A phone number with country code, or a name of at most 11 letters and "
-            "digits, as registered with MessageBird.",
+            help_text=_(
+                "A phone number with country code, or a name of at most 11 letters and "
+                "digits, as registered with MessageBird."
+            ),
         ),
     )
     errors = {

@@ -12,6 +12,8 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
+from django.utils.translation import gettext_lazy as _
+
 from .base import Backend, CredentialField, HttpAnswer, HttpRequest, Message, Rule, SendResult
 from .errors import PermanentDeliveryError
 
@@ -68,6 +70,11 @@ def _key(description: str) -> str:
     return re.sub(r"^(bad request|forbidden): ", "", description.strip().lower())
 
 
+def _object(value: object) -> dict[str, Any]:
+    """A JSON object from the answer, or {} when the Bot API sent anything else there."""
+    return value if isinstance(value, dict) else {}
+
+
 def _seconds(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and value >= 0 else None
 
@@ -80,10 +87,12 @@ class TelegramBackend(Backend):
     credential_fields = (
         CredentialField(
             "bot_token",
-            "Bot token",
+            _("Bot token"),
             secret=True,
-            help_text="From @BotFather, like 123456789:AAF…; the recipient must press Start in "
-            "a chat with this bot (or add it to the group) before it can write to them.",
+            help_text=_(
+                "From @BotFather, like 123456789:AAF…; the recipient must press Start in "
+                "a chat with this bot (or add it to the group) before it can write to them."
+            ),
         ),
     )
     # Keyed by the description without its "Bad Request: " / "Forbidden: " prefix, lowercase:
@@ -140,7 +149,7 @@ class TelegramBackend(Backend):
     def parse_response(self, answer: HttpAnswer) -> SendResult:
         body = answer.body if isinstance(answer.body, dict) else {}
         if body.get("ok") is True and 200 <= answer.status < 300:
-            result = body.get("result") if isinstance(body.get("result"), dict) else {}
+            result = _object(body.get("result"))
             chat_id = (result.get("chat") or {}).get("id", self.destination)
             if result.get("message_id") is None:
                 raise self.unexpected(answer, "answered ok without a message_id")
@@ -150,7 +159,7 @@ class TelegramBackend(Backend):
             )
         description = str(body.get("description") or f"HTTP {answer.status}")
         code = str(body.get("error_code") or answer.status)
-        parameters = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+        parameters = _object(body.get("parameters"))
         if parameters.get("migrate_to_chat_id"):
             new_chat_id = str(parameters["migrate_to_chat_id"])
             raise ChatMigratedError(

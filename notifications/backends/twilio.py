@@ -8,6 +8,8 @@ resource (GET …/Messages/<sid>.json: `status`, and a 30xxx `error_code` when i
 import re
 from urllib.parse import quote
 
+from django.utils.translation import gettext_lazy as _
+
 from .base import (
     DELIVERED,
     PENDING,
@@ -42,22 +44,24 @@ class TwilioBackend(Backend):
     credential_fields = (
         CredentialField(
             "account_sid",
-            "Account SID",
+            _("Account SID"),
             secret=False,
-            help_text="Starts with AC; shown on the Twilio console's dashboard.",
+            help_text=_("Starts with AC; shown on the Twilio console's dashboard."),
         ),
         CredentialField(
             "auth_token",
-            "Auth Token",
+            _("Auth Token"),
             secret=True,
-            help_text="Shown next to the Account SID on the Twilio console's dashboard.",
+            help_text=_("Shown next to the Account SID on the Twilio console's dashboard."),
         ),
         CredentialField(
             "sender",
-            "Sender",
+            _("Sender"),
             secret=False,
-            help_text="A Twilio number of this account in E.164 form (+15550100999), an "
-            "alphanumeric sender ID, or a Messaging Service SID (MG…).",
+            help_text=_(
+                "A Twilio number of this account in E.164 form (+15550100999), an "
+                "alphanumeric sender ID, or a Messaging Service SID (MG…)."
+            ),
         ),
     )
     # Twilio error numbers: https://www.twilio.com/docs/api/errors

@@ -10,6 +10,7 @@ errors) per recipient, even inside an HTTP 200. `checkEmail` tells later whether
 from typing import ClassVar
 
 from django.utils.html import linebreaks
+from django.utils.translation import gettext_lazy as _
 
 from .base import (
     CredentialField,
@@ -38,25 +39,27 @@ class UniSenderEmailBackend(UniSenderBackend):
     credential_fields = (
         CredentialField(
             "api_key",
-            "API key",
+            _("API key"),
             secret=True,
-            help_text="From UniSender (or Selzy) → Settings → Integration and API.",
+            help_text=_("From UniSender (or Selzy) → Settings → Integration and API."),
         ),
         CredentialField(
             "sender_email",
-            "Sender address",
+            _("Sender address"),
             secret=False,
-            help_text="An address confirmed as a sender in the UniSender account.",
+            help_text=_("An address confirmed as a sender in the UniSender account."),
         ),
         CredentialField(
-            "sender_name", "Sender name", secret=False, help_text="Shown as the From name."
+            "sender_name", _("Sender name"), secret=False, help_text=_("Shown as the From name.")
         ),
         CredentialField(
             "list_id",
-            "List id",
+            _("List id"),
             secret=False,
-            help_text="The id of a list made for alerts: UniSender requires one and offers "
-            "the recipient to unsubscribe from it (see getLists).",
+            help_text=_(
+                "The id of a list made for alerts: UniSender requires one and offers "
+                "the recipient to unsubscribe from it (see getLists)."
+            ),
         ),
     )
     errors = {

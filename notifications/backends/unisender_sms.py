@@ -10,6 +10,8 @@ read later with `checkSms` (`result.status`: `ok_delivered`, or an `err_…` rea
 import html
 from typing import Any, ClassVar
 
+from django.utils.translation import gettext_lazy as _
+
 from .base import (
     DELIVERED,
     PENDING,
@@ -114,15 +116,15 @@ class UniSenderSmsBackend(UniSenderBackend):
     credential_fields = (
         CredentialField(
             "api_key",
-            "API key",
+            _("API key"),
             secret=True,
-            help_text="From UniSender (or Selzy) → Settings → Integration and API.",
+            help_text=_("From UniSender (or Selzy) → Settings → Integration and API."),
         ),
         CredentialField(
             "sender",
-            "Sender name",
+            _("Sender name"),
             secret=False,
-            help_text="3–11 Latin letters or digits registered in UniSender, or a phone number.",
+            help_text=_("3–11 Latin letters or digits registered in UniSender, or a phone number."),
         ),
     )
 
