@@ -19,9 +19,9 @@ from notifications.admin_display import (
     GREY,
     ORANGE,
     RED,
+    WarnsUncovered,
     badge,
     short,
-    warn_uncovered,
 )
 from notifications.admin_views import ChannelViewsMixin
 from notifications.backends import BACKENDS, ConfigurationError
@@ -39,7 +39,7 @@ SECRET_INPUTS = tuple(
 
 
 @admin.register(Channel)
-class ChannelAdmin(ChannelViewsMixin, admin.ModelAdmin):
+class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
     form = ChannelForm
     list_display = [
         "name",
@@ -116,13 +116,6 @@ class ChannelAdmin(ChannelViewsMixin, admin.ModelAdmin):
                 (_("History"), {"fields": ["created_at", "updated_at"]}),
             ]
         return fieldsets
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict | None = None
-    ) -> HttpResponse:
-        if request.method == "GET":
-            warn_uncovered(request)
-        return super().changelist_view(request, extra_context)
 
     @admin.display(description=gettext_lazy("state"), ordering="enabled")
     def state(self, obj: Channel) -> str:

@@ -2,8 +2,8 @@
 waits, and the banner for open incidents that reach nobody."""
 
 from django.conf import settings
-from django.contrib import messages
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -37,6 +37,17 @@ def badge(colour: str, text: str, title: str = "") -> str:
 
 def short(text: str, length: int = 80) -> str:
     return text if len(text) <= length else text[: length - 1] + "…"
+
+
+class WarnsUncovered(admin.ModelAdmin):
+    """A list page that says, above the list, when open incidents reach nobody."""
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        if request.method == "GET":
+            warn_uncovered(request)
+        return super().changelist_view(request, extra_context)
 
 
 def warn_uncovered(request: HttpRequest) -> None:

@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING
 
 from django.contrib import admin
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
@@ -16,11 +16,11 @@ from notifications.admin_display import (
     GREEN,
     RED,
     TOKEN_SECRETS,
+    WarnsUncovered,
     badge,
     delivery_event,
     delivery_status,
     short,
-    warn_uncovered,
 )
 from notifications.models import Delivery, Incident
 from portals.display import EMPTY
@@ -161,7 +161,7 @@ class StateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Incident)
-class IncidentAdmin(ReadOnlyAdmin):
+class IncidentAdmin(WarnsUncovered, ReadOnlyAdmin):
     # What is open, where, since when; the kind shows as the subject ("all portals" for an
     # outage) and in the filter, the rest (last seen, message) is on the incident's page.
     list_display = [
@@ -208,13 +208,6 @@ class IncidentAdmin(ReadOnlyAdmin):
             .annotate(deliveries_total=Count("deliveries"))
         )
         return coverage.with_coverage(incidents)
-
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict | None = None
-    ) -> HttpResponse:
-        if request.method == "GET":
-            warn_uncovered(request)
-        return super().changelist_view(request, extra_context)
 
     @admin.display(description=gettext_lazy("who hears"), ordering="covered")
     def who_hears(self, obj: Incident) -> str:
