@@ -31,14 +31,20 @@ def close_rate_limit_connections():
     ratelimit.close()
 
 
-@pytest.fixture
-def fake_bitrix(settings):
-    """A fake authorization server on 127.0.0.1, reached through the real settings."""
-    fake = FakeBitrix().start()
+def serve_fake(settings, fake_class: type[FakeBitrix] = FakeBitrix) -> FakeBitrix:
+    """Start a fake authorization server (or a variant of it) and point the settings at it."""
+    fake = fake_class().start()
     fake.register_app(CLIENT_ID, CLIENT_SECRET, scope="crm,user")
     settings.BITRIX_OAUTH_SERVER = fake.base_url
     settings.BITRIX_AUTH_SERVERS = [fake.base_url]
     settings.BITRIX_ALLOW_HTTP = True
+    return fake
+
+
+@pytest.fixture
+def fake_bitrix(settings):
+    """A fake authorization server on 127.0.0.1, reached through the real settings."""
+    fake = serve_fake(settings)
     yield fake
     fake.stop()
 

@@ -11,7 +11,7 @@ from django.urls import reverse
 from portals.connect import ConnectError
 from portals.models import Token, TokenStatus
 from portals.tokens import refresh
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, PORTAL, connect
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, PORTAL, connect, serve_fake
 from tests.fakes.bitrix import FakeBitrix
 from tests.fakes.bitrix_state import App, Body, Grant, Portal
 
@@ -31,11 +31,7 @@ class SkewedBitrix(FakeBitrix):
 
 @pytest.fixture
 def skewed_bitrix(settings):
-    fake = SkewedBitrix().start()
-    fake.register_app(CLIENT_ID, CLIENT_SECRET, scope="crm,user")
-    settings.BITRIX_OAUTH_SERVER = fake.base_url
-    settings.BITRIX_AUTH_SERVERS = [fake.base_url]
-    settings.BITRIX_ALLOW_HTTP = True
+    fake = serve_fake(settings, SkewedBitrix)
     yield fake
     fake.stop()
 
