@@ -37,6 +37,7 @@ from notifications.backends import (
 )
 from notifications.dispatch import enqueue
 from notifications.models import Channel, Delivery
+from ops import metrics
 
 logger = logging.getLogger(__name__)
 Status = Delivery.Status
@@ -194,6 +195,7 @@ def _mark_sent(channel: Channel, ids: list[int], result: SendResult) -> Outcome:
             error="",
         )
         _record_success(channel, result, now)
+    metrics.delivery(channel.kind, "sent", len(ids))
     what = f"a digest of {len(ids)} deliveries" if len(ids) > 1 else f"delivery {ids[0]}"
     logger.info("channel %s (%s): sent %s: %s", channel.pk, channel.kind, what, result.detail)
     return Outcome("digest" if len(ids) > 1 else "sent")
@@ -213,6 +215,7 @@ def _disable(channel: Channel, ids: list[int], reason: str) -> Outcome:
             last_error=reason,
             last_error_at=now,
         )
+    metrics.delivery(channel.kind, "failed", len(ids))
     logger.error("channel %s (%s) disabled: %s", channel.pk, channel.kind, reason)
     return Outcome("failed")
 
@@ -236,7 +239,7 @@ def _retry_later(
     delay = backoff(attempts, retry_after)
     with transaction.atomic():
         claimed = Delivery.objects.filter(pk__in=ids, status=Status.SENDING)
-        claimed.filter(attempts__gte=max_attempts).update(
+        gave_up = claimed.filter(attempts__gte=max_attempts).update(
             status=Status.FAILED, error=f"Gave up after {max_attempts} attempts. {reason}"
         )
         released = list(claimed.values_list("pk", flat=True))
@@ -247,6 +250,8 @@ def _retry_later(
         Channel.objects.filter(pk=channel.pk).update(last_error=reason, last_error_at=now)
         # The lead's task retries itself; the others of a digest need their own task again.
         enqueue([pk for pk in released if pk != lead], delay)
+    metrics.delivery(channel.kind, "failed", gave_up)
+    metrics.delivery(channel.kind, "retried", len(released))
     logger.warning(
         "channel %s (%s): %d delivery(ies) not sent: %s", channel.pk, channel.kind, len(ids), reason
     )

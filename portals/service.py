@@ -26,6 +26,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from encryption.crypto import DecryptionError
+from ops import metrics
 from portals import authservers, journal, schedule, signals
 from portals.errors import (
     ConfigurationError,
@@ -292,6 +293,7 @@ def record_attempt(
         duration_ms=duration_ms,
         store_retries=store_retries,
     )
+    metrics.refresh_attempt(kind, outcome, error.code if error else "", duration_ms)
 
 
 # --- Connecting -----------------------------------------------------------------------------
