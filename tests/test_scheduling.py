@@ -1,4 +1,5 @@
-"""Keeping tokens fresh with real Celery worker and beat processes on Redis and PostgreSQL."""
+"""Keeping tokens fresh with real Celery worker and beat processes on PostgreSQL, each test on
+Redis and on RabbitMQ (the `broker` and `celery` fixtures)."""
 
 import os
 import signal
@@ -54,8 +55,8 @@ def test_beat_sweep_and_worker_refresh_once_per_cycle(fake_bitrix, celery, sweep
 def test_two_workers_and_two_beats_never_refresh_a_token_twice(fake_bitrix, celery, sweep_schedule):
     tokens = [connect(fake_bitrix, f"t{i}", portal=f"p{i}.bitrix24.com") for i in range(12)]
     fake_bitrix.latency = 0.05
-    celery.worker("w1", concurrency=2)
-    celery.worker("w2", concurrency=2)
+    celery.worker("w1", concurrency=2, machine=True)  # two machines: own hostnames, VAR_DIRs
+    celery.worker("w2", concurrency=2, machine=True)
     celery.beat("beat1")
     celery.beat("beat2")
     for cycle in (1, 2):
@@ -70,7 +71,7 @@ def test_two_workers_and_two_beats_never_refresh_a_token_twice(fake_bitrix, cele
 
 @pytest.mark.parametrize(("rotation", "ends"), [("strict", "needs_reauth"), ("lenient", "active")])
 def test_a_worker_killed_mid_refresh_ends_valid_or_needs_reauth(
-    fake_bitrix, tmp_path, broker_url, sweep_schedule, rotation, ends
+    fake_bitrix, tmp_path, broker, sweep_schedule, rotation, ends
 ):
     from tests.processes import CeleryProcesses
 
@@ -78,7 +79,7 @@ def test_a_worker_killed_mid_refresh_ends_valid_or_needs_reauth(
     fake_bitrix.rotation = rotation
     fake_bitrix.timeout_sleep = 30
     fake_bitrix.fail_next("hang_after_processing")
-    with CeleryProcesses(tmp_path, broker_url, TOKEN_REFRESH_LEASE="3") as celery:
+    with CeleryProcesses(tmp_path, broker, TOKEN_REFRESH_LEASE="3") as celery:
         worker = celery.worker(concurrency=1)
         celery.beat()
         make_due(token)
@@ -100,14 +101,14 @@ def test_a_worker_killed_mid_refresh_ends_valid_or_needs_reauth(
 
 
 def test_catch_up_after_beat_was_down_stays_under_the_rate(
-    fake_bitrix, tmp_path, broker_url, sweep_schedule
+    fake_bitrix, tmp_path, broker, sweep_schedule
 ):
     from tests.processes import CeleryProcesses
 
     tokens = [connect(fake_bitrix, f"t{i}", portal=f"p{i}.bitrix24.com") for i in range(20)]
     Token.objects.update(next_refresh_at=timezone.now() - timedelta(minutes=15))
     fake_bitrix.reset_observations()
-    with CeleryProcesses(tmp_path, broker_url, REFRESH_MAX_PER_SWEEP="4") as celery:
+    with CeleryProcesses(tmp_path, broker, REFRESH_MAX_PER_SWEEP="4") as celery:
         celery.worker(concurrency=2)
         celery.beat()
         wait_until(lambda: set(versions().values()) == {2}, 90, "catch-up")
@@ -129,14 +130,14 @@ def test_a_second_sweep_claims_nothing_the_first_claimed(fake_bitrix):
     assert Token.objects.filter(status=TokenStatus.ACTIVE).count() == 5
 
 
-def test_failures_through_real_worker_and_beat(fake_bitrix, tmp_path, broker_url, sweep_schedule):
+def test_failures_through_real_worker_and_beat(fake_bitrix, tmp_path, broker, sweep_schedule):
     """Blips stay quiet; trouble before expiry opens one incident; a permanent error opens one
     at once and stops; recovery and re-connection resolve — all through beat and a worker."""
     from tests.processes import CeleryProcesses
 
     token = connect(fake_bitrix)
     fast_backoff = {"REFRESH_BACKOFF_BASE_SECONDS": "0.3", "REFRESH_BACKOFF_MAX_SECONDS": "0.5"}
-    with CeleryProcesses(tmp_path, broker_url, **fast_backoff) as celery:
+    with CeleryProcesses(tmp_path, broker, **fast_backoff) as celery:
         celery.worker(concurrency=1)
         celery.beat()
         # 3 transient failures, then success: no incident.
