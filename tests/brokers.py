@@ -16,6 +16,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 
+import kombu.pools
 import pytest
 
 REDIS_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
@@ -37,11 +38,12 @@ def use_broker(url: str) -> Iterator[str]:
 
 
 def _switch(app, url: str) -> None:
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # Celery reads CELERY_BROKER_URL from the environment before its own setting.
+    os.environ["CELERY_BROKER_URL"] = app.conf.broker_url = url
+    kombu.pools.reset()  # closes the pooled connections and forgets the (closed) pools
     app._pool = None
     app.amqp._producer_pool = None
-    app.conf.broker_url = url
+    app.control.mailbox.__dict__.pop("producer_pool", None)  # cached: evaluated again
 
 
 @contextlib.contextmanager
