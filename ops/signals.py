@@ -22,6 +22,7 @@ def _fresh_context(**kwargs: Any) -> None:
 def _worker_heartbeat(sender: Any = None, **kwargs: Any) -> None:
     from ops import heartbeat
 
-    hostname = getattr(getattr(sender, "request", None), "hostname", None)
-    if hostname:
+    request = getattr(sender, "request", None)
+    hostname = getattr(request, "hostname", None)
+    if hostname and not getattr(request, "is_eager", False):  # only tasks run by a worker
         heartbeat.worker_finished_task(hostname)
