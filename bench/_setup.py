@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from tests.fakes.bitrix import FakeBitrix
 
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
-BENCH_DB = "b24keeper_bench"
+# BENCH_DB picks another database, so two checkouts can run benchmarks at once.
+BENCH_DB = os.environ.get("BENCH_DB", "b24keeper_bench")
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
 REDIS_URL = "redis://127.0.0.1:6379/14"
 CLIENT_ID = "local.be9c4a1f2d3e50.27182818"

@@ -40,6 +40,10 @@ WORKER_RECENT = timedelta(minutes=1)
 _CREDENTIALS = re.compile(r"://[^/@\s]+@")
 
 
+class CheckFailed(Exception):
+    """The check ran and found a problem; its text says which."""
+
+
 @dataclass(frozen=True)
 class Result:
     ok: bool
@@ -82,8 +86,8 @@ def check_beat() -> str:
     age = (timezone.now() - started).total_seconds()
     if age > 3 * interval:
         raise CheckFailed(
-            f"the sweep last started {age:.0f} s ago but should every {interval:.0f} s: beat "
-            "is down, or no worker takes tasks (see workers)"
+            f"the sweep last started {age:.0f} s ago but should start every {interval:.0f} s: "
+            "beat is down, or no worker takes tasks (see workers)"
         )
     return f"the sweep started {age:.0f} s ago (every {interval:.0f} s)"
 
@@ -130,10 +134,6 @@ def check_encryption() -> str:
             "put back the key they were written with"
         )
     return "a stored secret of each table decrypts"
-
-
-class CheckFailed(Exception):
-    """The check ran and found a problem; its text says which."""
 
 
 CHECKS: dict[str, Callable[[], str]] = {
