@@ -30,6 +30,7 @@ from django.conf import settings
 from django.db import connection, connections
 from django.utils import timezone
 from kombu import Connection
+from kombu.utils.url import maybe_sanitize_url
 
 from encryption import probe
 from ops import heartbeat
@@ -59,8 +60,10 @@ def check_database() -> str:
 
 
 def check_broker() -> str:
-    with _broker_connection() as conn:
-        return f"connected to {conn.as_uri()}"
+    from config.celery import app
+
+    with _broker_connection():
+        return f"connected to {maybe_sanitize_url(app.conf.broker_url)}"
 
 
 @contextlib.contextmanager
