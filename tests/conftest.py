@@ -101,9 +101,20 @@ def sweep_schedule(transactional_db):
     return PeriodicTask.objects.get(task=SWEEP_TASK)
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test, so fixtures can tell that it failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def celery(tmp_path, broker, fake_bitrix):
+def celery(request, tmp_path, broker, fake_bitrix):
     from tests.processes import CeleryProcesses
 
     with CeleryProcesses(tmp_path, broker) as procs:
         yield procs
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            print(procs.logs())  # shown with the failure, under "Captured stdout teardown"
