@@ -25,10 +25,10 @@ if TYPE_CHECKING:
     from tests.fakes.bitrix import FakeBitrix
 
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
-# BENCH_DB picks another database, so two checkouts can run benchmarks at once.
-BENCH_DB = os.environ.get("BENCH_DB", "b24keeper_bench")
+# Overridable, so two benchmarks (or a benchmark and a test run) never share a database.
+BENCH_DB = os.environ.get("BENCH_DATABASE", "b24keeper_bench")
 DATABASE_URL = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 CLIENT_ID = "local.be9c4a1f2d3e50.27182818"
 CLIENT_SECRET = "BenchSecret0Qw9Er8Ty7Ui6Op5As4Df3Gh2Jk1LzXcVbNm"
 

@@ -107,3 +107,19 @@ def check_external_urls(**kwargs: Any) -> list:
             )
         )
     return problems
+
+
+@register()
+def check_admin_email(**kwargs: Any) -> list:
+    """Half-configured admin email: the one warning that no channel is left would go nowhere."""
+    if bool(settings.ADMINS) == bool(settings.EMAIL_URL):
+        return []
+    missing, present = ("EMAIL_URL", "ADMINS") if settings.ADMINS else ("ADMINS", "EMAIL_URL")
+    return [
+        Warning(
+            f"{present} is set but {missing} is not: nobody is emailed when an open incident "
+            "reaches no enabled channel.",
+            hint=f"Set {missing} too (see .env.example), or clear {present}.",
+            id="b24keeper.W003",
+        )
+    ]

@@ -5,6 +5,7 @@ what each variable means.
 """
 
 from datetime import timedelta
+from email.utils import getaddresses
 from pathlib import Path
 
 import environ
@@ -79,6 +80,7 @@ INSTALLED_APPS = [
     "axes",
     "portals",
     "notifications",
+    "dashboard",
     "ops",
 ]
 
@@ -107,6 +109,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
@@ -145,6 +148,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en")
 LANGUAGES = [("en", "English"), ("ru", "Русский")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# Every page shows dates one way, in both languages (config/formats/).
+FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
@@ -274,16 +279,40 @@ NOTIFY_STORM_THRESHOLD = env.int("NOTIFY_STORM_THRESHOLD", default=5)
 NOTIFY_STORM_WINDOW_SECONDS = env.float("NOTIFY_STORM_WINDOW_SECONDS", default=300.0)
 # A storm that keeps growing is sent anyway once its oldest alert has waited this long.
 NOTIFY_STORM_MAX_WAIT_SECONDS = env.float("NOTIFY_STORM_MAX_WAIT_SECONDS", default=300.0)
-# Send attempts per delivery (transient errors) before it is marked failed, and the backoff
-# between them: base * 2^(attempt-1), capped, with jitter.
+# The backoff between send attempts after a transient error: base * 2^(attempt-1), capped at
+# the maximum, with jitter. An alert of an open incident is retried at that cap for as long as
+# the incident stays open; a recovery notice gives up after NOTIFY_MAX_ATTEMPTS.
 NOTIFY_MAX_ATTEMPTS = env.int("NOTIFY_MAX_ATTEMPTS", default=5)
 NOTIFY_RETRY_BASE_SECONDS = env.float("NOTIFY_RETRY_BASE_SECONDS", default=30.0)
 NOTIFY_RETRY_MAX_SECONDS = env.float("NOTIFY_RETRY_MAX_SECONDS", default=900.0)
 # A delivery left "sending" this long was cut off by a dead worker and is sent again.
 NOTIFY_SENDING_LEASE_SECONDS = env.float("NOTIFY_SENDING_LEASE_SECONDS", default=300.0)
+# Where a provider reports whether a message arrived (Twilio, MessageBird, UniSender, Mandrill),
+# it is asked this long after sending, first after NOTIFY_STATUS_CHECK_FIRST_SECONDS, then at
+# growing intervals (at most 5 minutes apart). An undelivered message is sent again.
+NOTIFY_STATUS_CHECK_SECONDS = env.float("NOTIFY_STATUS_CHECK_SECONDS", default=3600.0)
+NOTIFY_STATUS_CHECK_FIRST_SECONDS = env.float("NOTIFY_STATUS_CHECK_FIRST_SECONDS", default=30.0)
+# UniSender's sendEmail refuses a second email to one address within 60 s: sends to one
+# recipient are spaced by this many seconds (docs/notification-providers.md §5a).
+UNISENDER_EMAIL_MIN_INTERVAL = env.float("UNISENDER_EMAIL_MIN_INTERVAL", default=60.0)
 # Seconds between runs of the notifications sweep (reminders, lost tasks); used only when its
 # periodic task is first created.
 NOTIFY_SWEEP_INTERVAL_SECONDS = env.int("NOTIFY_SWEEP_INTERVAL_SECONDS", default=60)
+
+# --- Email to the admins -------------------------------------------------------------------
+# Who hears when an open incident reaches nobody (no enabled channel covers it), e.g.
+# ADMINS=Ann Smith <ann@example.org>, ops@example.org
+ADMINS = [(name, address) for name, address in getaddresses([env.str("ADMINS", default="")])]
+ADMINS = [(name, address) for name, address in ADMINS if address]
+# The SMTP server for those emails, e.g. smtp+tls://user:password@smtp.example.org:587.
+# Empty: no email is sent (the admin still shows such incidents).
+EMAIL_URL = env.str("EMAIL_URL", default="")
+if EMAIL_URL:
+    globals().update(environ.Env.email_url_config(EMAIL_URL))
+SERVER_EMAIL = env.str("SERVER_EMAIL", default="b24keeper@localhost")
+DEFAULT_FROM_EMAIL = SERVER_EMAIL
+EMAIL_SUBJECT_PREFIX = "[b24keeper] "
+EMAIL_TIMEOUT = 20
 
 # --- Logging and error pages ----------------------------------------------------------------
 # Error pages (DEBUG) and error reports hide POST fields and variables marked sensitive.

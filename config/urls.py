@@ -1,16 +1,27 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
+from dashboard.views import home
 from ops.views import health_view, metrics_view
+from portals.display import EMPTY
 
 admin.site.site_header = "b24keeper"
 admin.site.site_title = "b24keeper"
-admin.site.index_title = "Bitrix24 portals, tokens and escalations"
+admin.site.index_title = _("Bitrix24 portals, tokens and escalations")
+admin.site.site_url = "/"  # "View site" leads to the staff home page
+admin.site.empty_value_display = EMPTY  # one empty-value marker on every page
+# The app list beside every page takes 300 px a laptop needs for the lists' columns; the
+# breadcrumbs and the index page lead everywhere it did.
+admin.site.enable_nav_sidebar = False
 
 urlpatterns = [
+    path("", home, name="home"),
     path("admin/", admin.site.urls),
     # Contracts: probes and scrapers use these exact paths (both spellings of /metrics).
     path("health/", health_view, name="health"),
     path("metrics", metrics_view, name="metrics"),
     path("metrics/", metrics_view),
+    # Bitrix24's handler addresses (a contract: the app settings in Bitrix24 point here).
+    path("bitrix/", include("portals.urls")),
 ]

@@ -1,32 +1,34 @@
-"""Admin for channels, deliveries and incidents: where staff see who was told what, and why a
-channel went quiet. Credentials are masked; deliveries and incidents are read-only."""
+"""Admin for channels: where staff see why a channel went quiet, test it, and switch it on and
+off. Credentials are masked and write-only. Deliveries and incidents are in admin_history.py;
+what both pages show is in admin_display.py."""
 
 from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.urls import reverse
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from encryption import crypto
 from notifications import dispatch, sending
+from notifications.admin_display import (
+    GREEN,
+    GREY,
+    ORANGE,
+    RED,
+    badge,
+    short,
+    warn_uncovered,
+)
+from notifications.admin_views import ChannelViewsMixin
 from notifications.backends import BACKENDS, ConfigurationError
 from notifications.forms import ChannelForm, credential_input
-from notifications.models import Channel, Delivery, Incident
+from notifications.models import Channel
+from portals.display import EMPTY, when
 
-RED, ORANGE, GREEN, GREY, BLUE = "#dc3545", "#fd7e14", "#198754", "#6c757d", "#0d6efd"
-DELIVERY_COLOURS = {
-    Delivery.Status.QUEUED: BLUE,
-    Delivery.Status.SENDING: ORANGE,
-    Delivery.Status.SENT: GREEN,
-    Delivery.Status.FAILED: RED,
-    Delivery.Status.CANCELLED: GREY,
-}
-# Encrypted columns nobody reads on these pages: decrypting them costs time per row.
-TOKEN_SECRETS = ("access_token", "refresh_token")
 # The channel form's inputs that carry a secret credential: hidden on error pages.
 SECRET_INPUTS = tuple(
     credential_input(kind, credential.name)
@@ -36,22 +38,8 @@ SECRET_INPUTS = tuple(
 )
 
 
-def badge(colour: str, text: str, title: str = "") -> str:
-    return format_html(
-        '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px" title="{}">'
-        "{}</span>",
-        colour,
-        title,
-        text,
-    )
-
-
-def _short(text: str, length: int = 80) -> str:
-    return text if len(text) <= length else text[: length - 1] + "…"
-
-
 @admin.register(Channel)
-class ChannelAdmin(admin.ModelAdmin):
+class ChannelAdmin(ChannelViewsMixin, admin.ModelAdmin):
     form = ChannelForm
     list_display = [
         "name",
@@ -68,7 +56,14 @@ class ChannelAdmin(admin.ModelAdmin):
     search_fields = ["name", "destination"]
     autocomplete_fields = ["portals", "tokens"]
     actions = ["send_test_message", "enable", "disable"]
-    _health = ["last_sent_at", "last_error", "last_error_at", "disabled_reason", "disabled_at"]
+    _health = [
+        "last_sent_at",
+        "failing_since",
+        "last_error",
+        "last_error_at",
+        "disabled_reason",
+        "disabled_at",
+    ]
     readonly_fields = ["state", "stored_credentials", *_health, "created_at", "updated_at"]
 
     class Media:
@@ -102,52 +97,68 @@ class ChannelAdmin(admin.ModelAdmin):
             if obj and obj.kind != kind:
                 continue
             names = [credential_input(kind, c.name) for c in backend.credential_fields]
-            title = f"{backend.label} credentials"
-            description = None if obj else f"Only for a {backend.label} channel."
+            title = _("%(provider)s credentials") % {"provider": backend.label}
+            description = (
+                None if obj else _("Only for a %(provider)s channel.") % {"provider": backend.label}
+            )
             fields = ["stored_credentials", *names] if obj else names
             classes = [f"provider-credentials provider-{kind}"]
             fieldsets.append(
                 (title, {"fields": fields, "description": description, "classes": classes})
             )
         fieldsets += [
-            ("Which tokens", {"fields": ["covers_all_tokens", "portals", "tokens"]}),
-            ("Limits and reminders", {"fields": ["max_per_hour", "remind_every_minutes"]}),
+            (_("Which tokens"), {"fields": ["covers_all_tokens", "portals", "tokens"]}),
+            (_("Limits and reminders"), {"fields": ["max_per_hour", "remind_every_minutes"]}),
         ]
         if obj:
             fieldsets += [
-                ("Health", {"fields": self._health}),
-                ("History", {"fields": ["created_at", "updated_at"]}),
+                (_("Health"), {"fields": self._health}),
+                (_("History"), {"fields": ["created_at", "updated_at"]}),
             ]
         return fieldsets
 
-    @admin.display(description="state", ordering="enabled")
-    def state(self, obj: Channel) -> str:
-        if obj.enabled:
-            return badge(GREEN, "enabled")
-        if obj.disabled_reason:
-            return badge(RED, "disabled by an error", obj.disabled_reason)
-        return badge(GREY, "disabled")
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        if request.method == "GET":
+            warn_uncovered(request)
+        return super().changelist_view(request, extra_context)
 
-    @admin.display(description="covers")
+    @admin.display(description=gettext_lazy("state"), ordering="enabled")
+    def state(self, obj: Channel) -> str:
+        if obj.enabled and obj.failing_since:
+            since = when(obj.failing_since)
+            return badge(ORANGE, _("failing since %(when)s") % {"when": since}, obj.last_error)
+        if obj.enabled:
+            return badge(GREEN, _("enabled"))
+        if obj.disabled_reason:
+            return badge(RED, _("disabled by an error"), obj.disabled_reason)
+        return badge(GREY, _("disabled"))
+
+    @admin.display(description=gettext_lazy("covers"))
     def coverage(self, obj: Channel) -> str:
         if obj.covers_all_tokens:
-            return "all tokens"
+            return _("all tokens")
         portals, tokens = getattr(obj, "portal_count", 0), getattr(obj, "token_count", 0)
-        return f"{portals} portal(s), {tokens} token(s)"
+        return _("%(portals)d portal(s), %(tokens)d token(s)") % {
+            "portals": portals,
+            "tokens": tokens,
+        }
 
-    @admin.display(description="last error")
+    @admin.display(description=gettext_lazy("last error"))
     def last_error_short(self, obj: Channel) -> str:
-        return _short(obj.disabled_reason or obj.last_error) or "—"
+        return short(obj.disabled_reason or obj.last_error) or EMPTY
 
-    @admin.display(description="stored credentials")
+    @admin.display(description=gettext_lazy("stored credentials"))
     def stored_credentials(self, obj: Channel) -> str:
         try:
             stored = obj.get_credentials()
         except ConfigurationError as err:
             return str(err)
         shown = [
-            f"{c.label}: {crypto.mask(stored.get(c.name)) if c.secret else stored.get(c.name, '—')}"
+            f"{c.label}: {crypto.mask(value) if c.secret else value or EMPTY}"
             for c in BACKENDS[obj.kind].credential_fields
+            for value in [stored.get(c.name)]
         ]
         return "; ".join(shown)
 
@@ -157,7 +168,7 @@ class ChannelAdmin(admin.ModelAdmin):
     def has_toggle_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("notifications.toggle_channel")
 
-    @admin.action(description="Send test message", permissions=["send_test"])
+    @admin.action(description=gettext_lazy("Send test message"), permissions=["send_test"])
     def send_test_message(self, request: HttpRequest, queryset: QuerySet) -> None:
         for channel in queryset:
             ok, answer = sending.send_test(channel)
@@ -165,187 +176,22 @@ class ChannelAdmin(admin.ModelAdmin):
             self.message_user(request, f"“{channel.name}”: {answer}", level)
 
     @admin.action(
-        description="Enable (clears the error; sends what waited)", permissions=["toggle"]
+        description=gettext_lazy("Enable (clears the error; sends what waited)"),
+        permissions=["toggle"],
     )
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = dispatch.enable_channels(queryset.values_list("pk", flat=True))
-        self.message_user(request, f"{count} channel(s) enabled.", messages.SUCCESS)
+        text = _("%(count)d channel(s) enabled.") % {"count": count}
+        self.message_user(request, text, messages.SUCCESS)
 
-    @admin.action(description="Disable (alerts wait until enabled)", permissions=["toggle"])
+    @admin.action(
+        description=gettext_lazy("Disable (alerts wait until enabled)"), permissions=["toggle"]
+    )
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = queryset.update(enabled=False)
-        self.message_user(request, f"{count} channel(s) disabled.", messages.SUCCESS)
+        count = dispatch.disable_channels(queryset.values_list("pk", flat=True))
+        text = _("%(count)d channel(s) disabled.") % {"count": count}
+        self.message_user(request, text, messages.SUCCESS)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written by b24keeper itself: staff look, never edit."""
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-
-def delivery_status(obj: Delivery) -> str:
-    return badge(DELIVERY_COLOURS[obj.status], obj.get_status_display(), obj.error)
-
-
-def delivery_event(obj: Delivery) -> str:
-    event = obj.get_event_display()
-    return f"{event} #{obj.sequence}" if obj.event == Delivery.Event.REMINDER else event
-
-
-@admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdmin):
-    list_display = [
-        "created_at",
-        "incident_link",
-        "channel",
-        "event_display",
-        "status_display",
-        "attempts",
-        "next_attempt_at",
-        "sent_at",
-        "provider_message_id",
-        "digest_link",
-        "error_short",
-    ]
-    list_filter = ["status", "channel", "event"]
-    list_select_related = ["incident__token", "channel"]
-    search_fields = ["provider_message_id", "incident__token__reference"]
-    date_hierarchy = "created_at"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        secrets = [f"incident__token__{name}" for name in TOKEN_SECRETS]
-        return super().get_queryset(request).defer("channel__credentials", *secrets)
-
-    @admin.display(description="incident", ordering="incident")
-    def incident_link(self, obj: Delivery) -> str:
-        url = reverse("admin:notifications_incident_change", args=[obj.incident_id])
-        return format_html('<a href="{}">{}</a>', url, obj.incident)
-
-    @admin.display(description="event", ordering="event")
-    def event_display(self, obj: Delivery) -> str:
-        return delivery_event(obj)
-
-    @admin.display(description="status", ordering="status")
-    def status_display(self, obj: Delivery) -> str:
-        return delivery_status(obj)
-
-    @admin.display(description="in digest")
-    def digest_link(self, obj: Delivery) -> str:
-        if not obj.digest_id:
-            return "—"
-        url = reverse("admin:notifications_delivery_change", args=[obj.digest_id])
-        return format_html('<a href="{}">#{}</a>', url, obj.digest_id)
-
-    @admin.display(description="error")
-    def error_short(self, obj: Delivery) -> str:
-        return _short(obj.error) or "—"
-
-
-class DeliveryInline(admin.TabularInline):
-    model = Delivery
-    fk_name = "incident"
-    extra = 0
-    can_delete = False
-    fields = ["channel", "event_display", "status_display", "attempts", "sent_at", "error"]
-    readonly_fields = fields
-    ordering = ["created_at", "pk"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("channel").defer("channel__credentials")
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    @admin.display(description="event")
-    def event_display(self, obj: Delivery) -> str:
-        return delivery_event(obj)
-
-    @admin.display(description="status")
-    def status_display(self, obj: Delivery) -> str:
-        return delivery_status(obj)
-
-
-class StateFilter(admin.SimpleListFilter):
-    title = "state"
-    parameter_name = "state"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
-        return [("open", "Open"), ("resolved", "Resolved")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if self.value() == "open":
-            return queryset.filter(resolved_at=None)
-        if self.value() == "resolved":
-            return queryset.exclude(resolved_at=None)
-        return queryset
-
-
-@admin.register(Incident)
-class IncidentAdmin(ReadOnlyAdmin):
-    list_display = [
-        "__str__",
-        "kind",
-        "portal",
-        "owner",
-        "error_code",
-        "permanent",
-        "occurrences",
-        "state",
-        "opened_at",
-        "last_seen_at",
-        "resolved_at",
-        "delivery_count",
-    ]
-    list_filter = [StateFilter, "kind", "permanent"]
-    fields = [
-        "kind",
-        "token",
-        "state",
-        "permanent",
-        "error_code",
-        "message",
-        "occurrences",
-        "affected_tokens",
-        "opened_at",
-        "last_seen_at",
-        "resolved_at",
-    ]
-    readonly_fields = fields
-    list_select_related = ["token__portal", "token__owner"]
-    search_fields = ["token__reference", "token__portal__domain", "error_code"]
-    inlines = [DeliveryInline]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        secrets = [f"token__{name}" for name in TOKEN_SECRETS]
-        return (
-            super()
-            .get_queryset(request)
-            .defer(*secrets)
-            .annotate(deliveries_total=Count("deliveries"))
-        )
-
-    @admin.display(description="portal", ordering="token__portal__domain")
-    def portal(self, obj: Incident) -> str:
-        return obj.token.portal.domain if obj.token_id else "all portals"
-
-    @admin.display(description="owner")
-    def owner(self, obj: Incident) -> str:
-        return str(obj.token.owner or "—") if obj.token_id else "—"
-
-    @admin.display(description="state", ordering="resolved_at")
-    def state(self, obj: Incident) -> str:
-        return badge(RED, "open") if obj.is_open else badge(GREEN, "resolved")
-
-    @admin.display(description="deliveries", ordering="deliveries_total")
-    def delivery_count(self, obj: Incident) -> str:
-        url = reverse("admin:notifications_delivery_changelist")
-        return format_html(
-            '<a href="{}?incident__id__exact={}">{}</a>', url, obj.pk, obj.deliveries_total
-        )
+# Deliveries and incidents: registered by importing their module.
+from notifications import admin_history  # noqa: E402, F401

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class NotificationsConfig(AppConfig):
     name = "notifications"
-    verbose_name = "Escalations and notifications"
+    verbose_name = _("Escalations and notifications")
 
     def ready(self) -> None:
         from notifications import dispatch, escalation

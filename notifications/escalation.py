@@ -67,8 +67,9 @@ def on_recovery(sender: type, token: Token, **kwargs: object) -> None:
 
 
 def on_disabled(sender: type, token: Token, **kwargs: object) -> None:
-    # Staff switched the token off on purpose: its incident is over (nothing will be retried).
-    incidents.resolve_for_token(token)
+    # Staff switched the token off on purpose: its incident is over (nothing will be retried),
+    # and nobody is told it recovered.
+    incidents.resolve_for_token(token, recovered=False)
 
 
 def _transient_failures_in_window() -> int:

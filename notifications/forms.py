@@ -8,6 +8,9 @@ holds every provider's inputs, one group each; only the chosen provider's are re
 from typing import Any
 
 from django import forms
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
 from notifications.backends import BACKENDS, ConfigurationError, CredentialField, get_backend
@@ -25,8 +28,13 @@ def _input(credential: CredentialField) -> forms.CharField:
             label=credential.label,
             required=False,
             widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
-            help_text=f"{credential.help_text} Stored encrypted and never shown again; leave "
-            "empty to keep the stored value.",
+            help_text=format_lazy(
+                "{} {}",
+                credential.help_text,
+                gettext_lazy(
+                    "Stored encrypted and never shown again; leave empty to keep the stored value."
+                ),
+            ),
         )
     return forms.CharField(label=credential.label, required=False, help_text=credential.help_text)
 
@@ -67,12 +75,15 @@ class _ChannelForm(forms.ModelForm):
         destination = (cleaned.get("destination") or "").strip()
         is_valid, expected = DESTINATIONS[backend.destination_kind]
         if "destination" in cleaned and not is_valid(destination):
-            self.add_error("destination", f"A {backend.label} channel needs {expected}.")
+            message = _("A %(provider)s channel needs %(expected)s.")
+            self.add_error(
+                "destination", message % {"provider": backend.label, "expected": expected}
+            )
         if not cleaned.get("covers_all_tokens", self.instance.covers_all_tokens) and not (
             cleaned.get("portals") or cleaned.get("tokens")
         ):
             self.add_error(
-                "covers_all_tokens", "Tick “all tokens”, or choose the portals or tokens below."
+                "covers_all_tokens", _("Tick “all tokens”, or choose the portals or tokens below.")
             )
         if not self.errors:
             try:
@@ -93,7 +104,10 @@ class _ChannelForm(forms.ModelForm):
             if typed or not credential.secret:  # an empty secret keeps the stored one
                 values[credential.name] = typed
             if credential.required and not values.get(credential.name):
-                self.add_error(name, f"Enter the {backend.label} {credential.label}.")
+                message = _("Enter the %(provider)s %(credential)s.")
+                self.add_error(
+                    name, message % {"provider": backend.label, "credential": credential.label}
+                )
         return {k: v for k, v in values.items() if v}
 
     def _stored(self) -> dict[str, str]:

@@ -1,15 +1,20 @@
 """Opening, updating and resolving incidents: the one entry point for escalations.
 
-Who raises: portals.escalation (the refresh service decides *when* to escalate).
+Who raises: portals.escalation (the refresh service decides *when* to escalate), and the
+dispatcher itself when a permanent provider error switches a channel off.
 Who delivers: receivers of the signals below (the notifications dispatcher), connected in
 NotificationsConfig.ready(). Signals are sent after the transaction commits, so a receiver
 always sees the stored incident and a rolled-back failure alerts nobody.
 
     incident_opened(sender=Incident, incident=...)    # once per episode
-    incident_updated(sender=Incident, incident=...)   # a repeat within the episode
+    incident_updated(sender=Incident, incident=..., severity_changed=...)
+        # a repeat within the episode; severity_changed=True when it turned into a failure a
+        # person must act on (transient -> permanent, or another permanent error), which
+        # alerts every channel anew
     incident_resolved(sender=Incident, incident=...)  # the episode is over
 """
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
@@ -20,6 +25,7 @@ from django.utils import timezone
 from notifications.models import Incident
 
 if TYPE_CHECKING:
+    from notifications.models import Channel
     from portals.models import Token
 
 incident_opened = Signal()
@@ -27,24 +33,42 @@ incident_updated = Signal()
 incident_resolved = Signal()
 
 
-def _send_on_commit(signal: Signal, incident: Incident) -> None:
-    transaction.on_commit(lambda: signal.send(sender=Incident, incident=incident))
+def _send_on_commit(signal: Signal, incident: Incident, **kwargs: object) -> None:
+    transaction.on_commit(lambda: signal.send(sender=Incident, incident=incident, **kwargs))
+
+
+def needs_new_alert(incident: Incident, code: str, permanent: bool) -> bool:
+    """A repeat that changes what a person must do: it became permanent, or it is another
+    permanent error (invalid_grant, then PAYMENT_REQUIRED). A permanent incident turning
+    transient again sends nothing: the person was told already to act."""
+    if not permanent:
+        return False
+    return not incident.permanent or code.lower() != incident.error_code.lower()
 
 
 def open_incident(token: "Token", *, code: str, message: str, permanent: bool) -> Incident:
     """Open the token's incident, or count a repeat on the one already open."""
-    open_now = Incident.objects.filter(token=token, kind=Incident.Kind.TOKEN, resolved_at=None)
-    updated = open_now.update(
-        occurrences=F("occurrences") + 1,
-        last_seen_at=timezone.now(),
-        error_code=code[:100],
-        message=message,
-        permanent=permanent,
-    )
-    if updated:
-        incident = open_now.get()
-        _send_on_commit(incident_updated, incident)
-        return incident
+    with transaction.atomic():
+        # The lock makes "what it was" and "what it is now" one step: two failures of the
+        # same token at once cannot both (or neither) see the change of severity.
+        incident = (
+            Incident.objects.select_for_update()
+            .filter(token=token, kind=Incident.Kind.TOKEN, resolved_at=None)
+            .first()
+        )
+        if incident is not None:
+            changed = needs_new_alert(incident, code, permanent)
+            Incident.objects.filter(pk=incident.pk).update(
+                occurrences=F("occurrences") + 1,
+                last_seen_at=timezone.now(),
+                error_code=code[:100],
+                message=message,
+                permanent=permanent,
+                changes=F("changes") + int(changed),
+            )
+            incident.refresh_from_db()
+            _send_on_commit(incident_updated, incident, severity_changed=changed)
+            return incident
     try:
         with transaction.atomic():
             incident = Incident.objects.create(
@@ -57,13 +81,15 @@ def open_incident(token: "Token", *, code: str, message: str, permanent: bool) -
     return incident
 
 
-def resolve_for_token(token: "Token") -> int:
-    """Close the token's open incident, if any (a refresh succeeded or it was re-connected)."""
+def resolve_for_token(token: "Token", *, recovered: bool = True) -> int:
+    """Close the token's open incident, if any: it refreshes again (a refresh succeeded, it
+    was re-connected or enabled), or, with recovered=False, staff switched it off on purpose
+    (no recovery notice then: it does not refresh again)."""
     incidents = list(Incident.objects.filter(token=token, resolved_at=None))
     for incident in incidents:
         incident.resolved_at = timezone.now()
         incident.save(update_fields=["resolved_at"])
-        _send_on_commit(incident_resolved, incident)
+        _send_on_commit(incident_resolved, incident, recovered=recovered)
     return len(incidents)
 
 
@@ -87,6 +113,39 @@ def open_outage(*, code: str, message: str, affected: int) -> Incident:
         return Incident.objects.get(kind=Incident.Kind.OUTAGE, resolved_at=None)
     _send_on_commit(incident_opened, outage)
     return outage
+
+
+def open_channel_incident(channel: "Channel", reason: str) -> Incident | None:
+    """A permanent provider error switched `channel` off: every other channel hears of it
+    once. None when its incident is open already."""
+    try:
+        with transaction.atomic():
+            incident = Incident.objects.create(
+                kind=Incident.Kind.CHANNEL,
+                channel=channel,
+                error_code="channel_disabled",
+                message=reason,
+                permanent=True,
+                affected_tokens=0,
+            )
+    except IntegrityError:
+        return None
+    _send_on_commit(incident_opened, incident)
+    return incident
+
+
+def resolve_for_channels(channel_ids: Iterable[int]) -> int:
+    """The channels are on again: their incidents are over (queued notices are cancelled)."""
+    incidents = list(
+        Incident.objects.filter(
+            kind=Incident.Kind.CHANNEL, channel_id__in=list(channel_ids), resolved_at=None
+        )
+    )
+    for incident in incidents:
+        incident.resolved_at = timezone.now()
+        incident.save(update_fields=["resolved_at"])
+        _send_on_commit(incident_resolved, incident)
+    return len(incidents)
 
 
 def resolve_outage() -> bool:

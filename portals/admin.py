@@ -1,27 +1,22 @@
-"""Admin for portals, app credentials and tokens: the staff's home."""
+"""Admin for tokens, the staff's home (portals, app credentials and the audit log:
+portals.admin_apps; the token's own pages and buttons: portals.admin_views)."""
 
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Exists, OuterRef, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
-from django.utils import timezone
-from django.utils.decorators import method_decorator
-from django.utils.html import format_html
-from django.utils.safestring import mark_safe
-from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+from django.http import HttpRequest, HttpResponse
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from encryption import crypto
-from portals import service
-from portals.connect import ConnectError, ConnectInput, authorize_url, connect_portal
+from portals import admin_apps, service  # noqa: F401  (admin_apps registers its admins)
+from portals.admin_views import CONNECT, REFRESH, TOGGLE, TokenViewsMixin, add_task_url
+from portals.display import EMPTY, duration, when
 from portals.errors import OAuthError, TokenError
-from portals.forms import ConnectPortalForm
-from portals.models import AppCredentials, Portal, RefreshAttempt, Token, TokenStatus
+from portals.models import REFRESHABLE_STATUSES, Token, TokenStatus
 from portals.tokens import refresh
 
 STATUS_COLOURS = {
@@ -34,90 +29,24 @@ STATUS_COLOURS = {
     TokenStatus.DISABLED: "#adb5bd",
     TokenStatus.CONFIG_ERROR: "#dc3545",
 }
-# Custom permissions (Token.Meta.permissions), checked by the actions and views below.
-CONNECT, REFRESH, TOGGLE = "portals.connect_portal", "portals.refresh_token", "portals.toggle_token"
-
-
-@admin.register(Portal)
-class PortalAdmin(admin.ModelAdmin):
-    list_display = ["domain", "member_id", "auth_server", "created_at"]
-    search_fields = ["domain", "member_id"]
-    readonly_fields = ["created_at", "updated_at"]
-
-
-class AppCredentialsForm(forms.ModelForm):
-    # Write-only: the stored secret is never sent to the browser.
-    new_client_secret = forms.CharField(
-        label="Client secret",
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Leave empty to keep the stored secret. Stored encrypted.",
-    )
-
-    class Meta:
-        model = AppCredentials
-        fields = [
-            "name",
-            "client_id",
-            "scope",
-            "refresh_policy",
-            "refresh_interval_minutes",
-            "refresh_before_expiry_minutes",
-            "keepalive_days",
-        ]
-
-    def clean(self) -> dict:
-        cleaned = super().clean()
-        if not self.instance.pk and not cleaned.get("new_client_secret"):
-            self.add_error("new_client_secret", "Enter the client secret from the app's card.")
-        return cleaned
-
-    @sensitive_variables()
-    def save(self, commit: bool = True) -> AppCredentials:
-        if secret := self.cleaned_data.get("new_client_secret"):
-            self.instance.client_secret = secret
-        return super().save(commit)
-
-
-@admin.register(AppCredentials)
-class AppCredentialsAdmin(admin.ModelAdmin):
-    form = AppCredentialsForm
-    list_display = ["name", "client_id", "masked_secret", "scope", "refresh_policy"]
-    search_fields = ["name", "client_id"]
-    readonly_fields = ["masked_secret", "created_at", "updated_at"]
-    fieldsets = [
-        (None, {"fields": ["name", "client_id", "masked_secret", "new_client_secret", "scope"]}),
-        (
-            "When tokens are refreshed",
-            {
-                "fields": [
-                    "refresh_policy",
-                    "refresh_interval_minutes",
-                    "refresh_before_expiry_minutes",
-                    "keepalive_days",
-                ]
-            },
-        ),
-        ("History", {"fields": ["created_at", "updated_at"]}),
-    ]
-
-    @admin.display(description="client secret")
-    def masked_secret(self, obj: AppCredentials) -> str:
-        return crypto.mask(obj.client_secret)
-
-    @method_decorator(sensitive_post_parameters("new_client_secret"))
-    @method_decorator(sensitive_variables())
-    def changeform_view(self, *args: Any, **kwargs: Any) -> HttpResponse:
-        return super().changeform_view(*args, **kwargs)
-
-
-ATTEMPT_ROW = (
-    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td></tr>"
+# A person must re-connect these: their page says so at the top, with the button.
+NEEDS_RECONNECT = (TokenStatus.NEEDS_REAUTH, TokenStatus.UNINSTALLED, TokenStatus.AWAITING_CODE)
+ATTEMPT_COLUMNS = (
+    gettext_lazy("started"),
+    gettext_lazy("kind"),
+    gettext_lazy("outcome"),
+    gettext_lazy("error"),
+    gettext_lazy("description"),
+    "HTTP",
+    gettext_lazy("duration"),
+)
+BADGE = (
+    '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px" title="{}">{}</span>'
 )
 
 
 @admin.register(Token)
-class TokenAdmin(admin.ModelAdmin):
+class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
     list_display = [
         "reference",
         "portal",
@@ -129,7 +58,7 @@ class TokenAdmin(admin.ModelAdmin):
         "failure_count",
         "open_incident",
     ]
-    list_filter = ["status", "portal", "app", "owner"]
+    list_filter = ["status", "app", "owner"]
     list_select_related = ["portal", "app", "owner"]
     autocomplete_fields = ["owner"]
     search_fields = ["reference", "portal__domain", "portal__member_id"]
@@ -143,7 +72,7 @@ class TokenAdmin(admin.ModelAdmin):
         "masked_access_token",
         "masked_refresh_token",
         "expires_at",
-        "scope",
+        "scope_display",
         "client_endpoint",
         "server_endpoint",
         "user_id",
@@ -159,13 +88,13 @@ class TokenAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["reference", "portal", "app", "owner", "status_badge", "notes"]}),
         (
-            "Token",
+            gettext_lazy("Token"),
             {
                 "fields": [
                     "masked_access_token",
                     "masked_refresh_token",
                     "expires_at",
-                    "scope",
+                    "scope_display",
                     "user_id",
                     "client_endpoint",
                     "server_endpoint",
@@ -174,7 +103,7 @@ class TokenAdmin(admin.ModelAdmin):
             },
         ),
         (
-            "Refreshing",
+            gettext_lazy("Refreshing"),
             {
                 "fields": [
                     "last_refreshed_at",
@@ -186,7 +115,7 @@ class TokenAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Refresh history (latest 50)", {"fields": ["attempt_history"]}),
+        (gettext_lazy("Refresh history (latest 50)"), {"fields": ["attempt_history"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -199,7 +128,7 @@ class TokenAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(has_open_incident=Exists(open_incidents))
-            .defer("access_token", "refresh_token", "app__client_secret")
+            .defer("access_token", "refresh_token", "application_token", "app__client_secret")
         )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -210,6 +139,15 @@ class TokenAdmin(admin.ModelAdmin):
 
     def has_toggle_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(TOGGLE)
+
+    def get_form(self, request: HttpRequest, obj: Token | None = None, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, **kwargs)
+        if obj is not None and "reference" in form.base_fields:
+            # Each token says how code gets *it*, not a generic placeholder.
+            form.base_fields["reference"].help_text = _(
+                "The name other code uses to get this token: %(call)s"
+            ) % {"call": f'get_access_token("{obj.reference}")'}
+        return form
 
     def save_model(
         self, request: HttpRequest, obj: Token, form: forms.ModelForm, change: bool
@@ -223,168 +161,120 @@ class TokenAdmin(admin.ModelAdmin):
         extra = {"can_connect": request.user.has_perm(CONNECT), **(extra_context or {})}
         return super().changelist_view(request, extra)
 
-    def get_urls(self) -> list:
-        connect = path(
-            "connect/",
-            self.admin_site.admin_view(self.connect_view),
-            name="portals_token_connect",
-        )
-        return [connect, *super().get_urls()]
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        token = self.get_object(request, object_id)
+        extra = dict(extra_context or {})
+        if token is not None:
+            user = request.user
+            extra.update(
+                token=token,
+                can_connect=user.has_perm(CONNECT),
+                can_refresh=user.has_perm(REFRESH),
+                can_toggle=user.has_perm(TOGGLE),
+                is_disabled=token.status == TokenStatus.DISABLED,
+                needs_reconnect=token.status in NEEDS_RECONNECT,
+                add_task_url=add_task_url(token),
+                missing_scopes=token.missing_scopes(),
+            )
+        return super().change_view(request, object_id, form_url, extra)
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description=gettext_lazy("status"), ordering="status")
     def status_badge(self, obj: Token) -> str:
         colour = STATUS_COLOURS.get(obj.status, "#6c757d")
-        text = obj.get_status_display()
+        text = str(obj.get_status_display())
         if obj.status == TokenStatus.REFRESH_FAILING:
             text += f" ({obj.failure_count}×)"
-        return format_html(
-            '<span style="color:#fff;background:{};padding:2px 8px;border-radius:8px" '
-            'title="{}">{}</span>',
-            colour,
-            obj.last_error,
-            text,
-        )
+        return format_html(BADGE, colour, obj.last_error, text)
 
-    @admin.display(description="expires in", ordering="expires_at")
+    @admin.display(description=gettext_lazy("expires in"), ordering="expires_at")
     def expires_in_display(self, obj: Token) -> str:
+        if obj.status not in REFRESHABLE_STATUSES:
+            return EMPTY  # a dead or disabled token is not handed out, whatever its expiry
         left = obj.expires_in()
         if left is None:
-            return "—"
-        seconds = int(left.total_seconds())
-        if seconds <= 0:
-            return format_html('<span style="color:#dc3545">expired</span>')
-        return f"{seconds // 60} min" if seconds < 7200 else f"{seconds // 3600} h"
+            return EMPTY
+        if left.total_seconds() <= 0:
+            return format_html('<span style="color:#dc3545">{}</span>', _("expired"))
+        return duration(left)
 
-    @admin.display(description="open incident", boolean=True)
+    @admin.display(description=gettext_lazy("incident"), boolean=True)
     def open_incident(self, obj: Token) -> bool:
         return getattr(obj, "has_open_incident", False)
 
-    @admin.display(description="access token")
+    @admin.display(description=gettext_lazy("access token"))
     def masked_access_token(self, obj: Token) -> str:
         return crypto.mask(obj.access_token)
 
-    @admin.display(description="refresh token")
+    @admin.display(description=gettext_lazy("refresh token"))
     def masked_refresh_token(self, obj: Token) -> str:
         return crypto.mask(obj.refresh_token)
 
-    @admin.display(description="attempts")
+    @admin.display(description=gettext_lazy("granted scope"))
+    def scope_display(self, obj: Token) -> str:
+        missing = obj.missing_scopes()
+        if not missing:
+            return obj.scope or EMPTY
+        return format_html(
+            '{} <span class="scope-warning">⚠ {}</span>',
+            obj.scope,
+            _("missing: %(missing)s") % {"missing": ", ".join(missing)},
+        )
+
+    @admin.display(description=gettext_lazy("attempts"))
     def attempt_history(self, obj: Token) -> str:
         attempts = obj.attempts.order_by("-started_at")[:50]
-        rows = [
-            format_html(
-                ATTEMPT_ROW,
-                timezone.localtime(a.started_at).strftime("%Y-%m-%d %H:%M:%S"),
-                a.get_kind_display(),
-                a.get_outcome_display(),
-                a.error_code,
-                a.error_description,
-                a.http_status or "",
-                a.duration_ms,
-            )
-            for a in attempts
-        ]
-        if not rows:
-            return "No attempts yet."
-        header = format_html(
-            ATTEMPT_ROW.replace("td>", "th>").replace(" ms", ""),
-            "started",
-            "kind",
-            "outcome",
-            "error",
-            "description",
-            "HTTP",
-            "duration",
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{} ms</td></tr>",
+            (
+                (
+                    when(a.started_at),
+                    a.get_kind_display(),
+                    a.get_outcome_display(),
+                    a.error_code or EMPTY,
+                    a.error_description or EMPTY,
+                    a.http_status or EMPTY,
+                    a.duration_ms,
+                )
+                for a in attempts
+            ),
         )
-        return format_html("<table>{}{}</table>", header, mark_safe("".join(rows)))  # noqa: S308
+        if not rows:
+            return _("No attempts yet.")
+        header = format_html_join("", "<th>{}</th>", ((str(c),) for c in ATTEMPT_COLUMNS))
+        return format_html("<table><tr>{}</tr>{}</table>", header, rows)
 
-    @admin.action(description="Refresh now", permissions=["refresh"])
+    @admin.action(description=gettext_lazy("Refresh now"), permissions=["refresh"])
     def refresh_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         for reference in queryset.values_list("reference", flat=True):
             try:
                 refresh(reference)
             except (OAuthError, TokenError) as err:
+                text = _("“%(reference)s” was not refreshed: %(error)s")
                 self.message_user(
-                    request, f"“{reference}” was not refreshed: {err}", messages.ERROR
+                    request, text % {"reference": reference, "error": err}, messages.ERROR
                 )
             else:
-                self.message_user(request, f"Refreshed “{reference}”.", messages.SUCCESS)
+                text = _("Refreshed “%(reference)s”.") % {"reference": reference}
+                self.message_user(request, text, messages.SUCCESS)
 
-    @admin.action(description="Disable (stop refreshing)", permissions=["toggle"])
+    @admin.action(description=gettext_lazy("Disable (stop refreshing)"), permissions=["toggle"])
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = service.disable(list(queryset.values_list("pk", flat=True)))
-        self.message_user(request, f"{count} token(s) disabled.", messages.SUCCESS)
+        text = _("%(count)d token(s) disabled.")
+        self.message_user(request, text % {"count": count}, messages.SUCCESS)
 
-    @admin.action(description="Enable (refresh on schedule again)", permissions=["toggle"])
+    @admin.action(
+        description=gettext_lazy("Enable (refresh on schedule again)"), permissions=["toggle"]
+    )
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = service.enable(list(queryset.values_list("pk", flat=True)))
-        self.message_user(
-            request, f"{count} token(s) enabled; they refresh within a minute.", messages.SUCCESS
-        )
-
-    @method_decorator(sensitive_post_parameters("client_secret", "code"))
-    @method_decorator(sensitive_variables())
-    def connect_view(self, request: HttpRequest) -> HttpResponse:
-        """The "Add task" form: exchanges the code within this same request."""
-        if not request.user.has_perm(CONNECT):
-            raise PermissionDenied("Connecting portals needs the “connect portals” permission.")
-        preview = "_preview" in request.POST
-        if preview:  # only show the authorize URL; keep what was typed, except secrets
-            kept = ("portal", "client_id", "scope", "reference", "app_name")
-            form = ConnectPortalForm(initial={name: request.POST.get(name) for name in kept})
-        else:
-            form = ConnectPortalForm(request.POST or None)
-        if request.method == "POST" and not preview and form.is_valid():
-            try:
-                token = connect_portal(ConnectInput(**form.cleaned_data, owner_id=request.user.pk))
-            except ValidationError as err:
-                _add_errors(form, err)
-            except ConnectError as err:
-                form.add_error(err.field, str(err))
-            else:
-                self.message_user(
-                    request,
-                    f"Connected {token.portal.domain} as “{token.reference}”.",
-                    messages.SUCCESS,
-                )
-                return HttpResponseRedirect(reverse("admin:portals_token_change", args=[token.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Add task: connect a portal",
-            "form": form,
-            "opts": self.model._meta,
-            "authorize_url": _authorize_url_for(request.POST),
-            "default_zone": settings.BITRIX_DEFAULT_ZONE,
-        }
-        return TemplateResponse(request, "admin/portals/token/connect.html", context)
-
-
-def _add_errors(form: forms.Form, err: ValidationError) -> None:
-    for field, messages_ in getattr(err, "message_dict", {None: err.messages}).items():
-        form.add_error(field if field in form.fields else None, messages_)
-
-
-def _authorize_url_for(data: QueryDict) -> str:
-    portal, client_id = data.get("portal"), data.get("client_id")
-    if not (portal and client_id):
-        return ""
-    try:
-        return authorize_url(portal, client_id)
-    except (ValidationError, OAuthError):
-        return ""
-
-
-@admin.register(RefreshAttempt)
-class RefreshAttemptAdmin(admin.ModelAdmin):
-    """The audit log, read-only: every exchange and refresh, never a secret."""
-
-    list_display = ["started_at", "token", "kind", "outcome", "error_code", "http_status"]
-    list_filter = ["outcome", "kind"]
-    list_select_related = ["token"]
-    search_fields = ["token__reference", "error_code"]
-    date_hierarchy = "started_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+        text = _("%(count)d token(s) enabled; they refresh within a minute.")
+        self.message_user(request, text % {"count": count}, messages.SUCCESS)

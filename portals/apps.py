@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class PortalsConfig(AppConfig):
     name = "portals"
-    verbose_name = "Bitrix24 portals and tokens"
+    verbose_name = _("Bitrix24 portals and tokens")
 
     def ready(self) -> None:
         from config import checks  # noqa: F401  (registers the system checks)

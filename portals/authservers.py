@@ -5,7 +5,8 @@ learned from data (the portal's stored server, a token answer's `server_endpoint
 `server_domain`; docs/bitrix24-protocol.md §0). Each of those is checked here before anything
 is sent or stored, so an edited field or a forged answer cannot send a secret elsewhere.
 An origin matches when scheme, host and port all match; a bare host (the callback's
-`server_domain`) matches an allowed origin with that host.
+`server_domain`) matches an allowed origin with that host, and a bare `host:port` one with that
+host and port (local fakes live on a port).
 """
 
 from urllib.parse import urlsplit
@@ -39,14 +40,28 @@ def is_allowed(url_or_host: str) -> bool:
     if not value:
         return False
     if "://" not in value:
-        host = value.lower().rstrip(".").split("/")[0]
-        return any(allowed_host == host for _, allowed_host, _ in allowed_origins())
+        return for_host(value) is not None
     found = origin(value)
     if found is None:
         return False
     if found[0] == "http" and not settings.BITRIX_ALLOW_HTTP:
         return False
     return found in allowed_origins()
+
+
+def for_host(server_domain: str) -> str | None:
+    """The base URL of the allowed server named by a bare `host` or `host:port` (the OAuth
+    redirect's `server_domain`, docs/bitrix24-protocol.md §1), or None."""
+    host, _, port = (server_domain or "").strip().lower().split("/")[0].partition(":")
+    host = host.rstrip(".")
+    for scheme, allowed_host, allowed_port in allowed_origins():
+        if allowed_host != host or (port and str(allowed_port) != port):
+            continue
+        if scheme == "http" and not settings.BITRIX_ALLOW_HTTP:
+            continue
+        default = DEFAULT_PORTS[scheme] == allowed_port
+        return f"{scheme}://{host}" + ("" if default else f":{allowed_port}")
+    return None
 
 
 def base_url(url: str) -> str:

@@ -1,28 +1,35 @@
 """Connecting a portal: check the input, exchange the 30-second code, store everything at once.
 
-Used by the admin "Add task" form and `manage.py connect_portal`. Every check that needs no
-network runs before the code is spent; the rows are written in one transaction only after
-Bitrix24 has answered, so a failure leaves nothing half-saved.
+Used by the admin "Add task" form and `manage.py connect_portal`; `store_grant` and
+`check_scope` also serve the OAuth callback (portals.callback) and the install events
+(portals.install). Every check that needs no network runs before the code is spent; the rows
+are written in one transaction only after Bitrix24 has answered, so a failure leaves nothing
+half-saved. After any connect, `app.info` (docs/bitrix24-protocol.md §7) records the scope
+Bitrix24 actually granted.
 """
 
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import slugify
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
 from portals import authservers, oauth, service
 from portals.errors import ConfigurationError, OAuthError, form_field
-from portals.models import AppCredentials, Portal, Token
+from portals.models import AppCredentials, Portal, RefreshAttempt, Token
 from portals.oauth import BitrixOAuthClient, TokenGrant, auth_server_from_endpoint
 from portals.validation import normalize_portal_address, normalize_scope, validate_client_id
 
 log = logging.getLogger(__name__)
-CODE_HINT = (
+CODE_HINT = gettext_lazy(
     "Codes live 30 seconds and work once. Open {authorize_url} again and submit the new code "
     "at once."
 )
@@ -61,8 +68,8 @@ def clean_input(data: ConnectInput) -> ConnectInput:
         "client_id": validate_client_id,
         "scope": normalize_scope,
         "reference": _clean_reference,
-        "client_secret": lambda v: _required(v, "the client_secret from the app's card"),
-        "code": lambda v: _required(v, "the code shown after opening the authorize URL"),
+        "client_secret": lambda v: _required(v, _("the client_secret from the app's card")),
+        "code": lambda v: _required(v, _("the code shown after opening the authorize URL")),
     }
     for field, check in checks.items():
         try:
@@ -76,7 +83,7 @@ def clean_input(data: ConnectInput) -> ConnectInput:
 
 def _required(value: str, what: str) -> str:
     if not (value or "").strip():
-        raise ValidationError(f"This field is required: enter {what}.")
+        raise ValidationError(_("This field is required: enter %(what)s.") % {"what": what})
     return value.strip()
 
 
@@ -86,7 +93,7 @@ def _clean_reference(value: str) -> str:
         validate_slug(reference)
     except ValidationError:
         raise ValidationError(
-            "Use letters, digits, hyphens or underscores only, e.g. token or acme-crm."
+            _("Use letters, digits, hyphens or underscores only, e.g. token or acme-crm.")
         ) from None
     return reference
 
@@ -107,17 +114,19 @@ def connect_portal(data: ConnectInput) -> Token:
         grant = BitrixOAuthClient(server=server).exchange_code(
             data.client_id, data.client_secret, data.code
         )
-        _check_answer(grant)
+        check_answer(grant)
     except OAuthError as err:
         log.info("connect %s/%s refused: %s", data.portal, data.client_id, err.code)
         raise _connect_error(err, data) from None
     except ConfigurationError as err:
         log.warning("connect %s/%s: %s", data.portal, data.client_id, err)
         raise ConnectError(str(err)) from None
-    return _store_connection(data, grant, started, int((time.monotonic() - began) * 1000))
+    token = _store_connection(data, grant, started, int((time.monotonic() - began) * 1000))
+    check_scope(token)
+    return token
 
 
-def _check_answer(grant: TokenGrant) -> None:
+def check_answer(grant: TokenGrant) -> None:
     """Refuse an answer that names an authorization server outside BITRIX_AUTH_SERVERS: the
     next refresh would send the client_secret there."""
     if grant.server_endpoint:
@@ -132,23 +141,25 @@ def _known_auth_server(domain: str) -> str | None:
 def _check_reference_is_free(data: ConnectInput) -> None:
     taken = Token.objects.select_related("portal", "app").filter(reference=data.reference).first()
     if taken and (taken.portal.domain, taken.app.client_id) != (data.portal, data.client_id):
-        raise ValidationError(
-            {
-                "reference": f"“{data.reference}” already names the token of "
-                f"{taken.portal.domain} / {taken.app.client_id}. Choose another reference, "
-                "or re-connect that portal with its own client_id."
-            }
+        message = _(
+            "“%(reference)s” already names the token of %(portal)s / %(client_id)s. Choose "
+            "another reference, or re-connect that portal with its own client_id."
         )
+        values = {
+            "reference": data.reference,
+            "portal": taken.portal.domain,
+            "client_id": taken.app.client_id,
+        }
+        raise ValidationError({"reference": message % values})
     existing = Token.objects.filter(
         portal__domain=data.portal, app__client_id=data.client_id
     ).exclude(reference=data.reference)
     if other := existing.first():
-        raise ValidationError(
-            {
-                "reference": f"This portal and app are already connected as “{other.reference}”."
-                " Re-connect with that reference."
-            }
+        message = _(
+            "This portal and app are already connected as “%(reference)s”. Re-connect with "
+            "that reference."
         )
+        raise ValidationError({"reference": message % {"reference": other.reference}})
 
 
 def _connect_error(err: OAuthError, data: ConnectInput) -> ConnectError:
@@ -156,31 +167,101 @@ def _connect_error(err: OAuthError, data: ConnectInput) -> ConnectError:
     message = err.message()
     if field == "code":
         url = authorize_url(data.portal, data.client_id)
-        message = f"Bitrix24 refused the code ({err.code}). " + CODE_HINT.format(authorize_url=url)
+        message = _("Bitrix24 refused the code (%(code)s).") % {"code": err.code}
+        message += " " + str(CODE_HINT).format(authorize_url=url)
     return ConnectError(message, field)
 
 
 @sensitive_variables()
-@transaction.atomic
 def _store_connection(data: ConnectInput, grant: TokenGrant, started, duration_ms) -> Token:
-    portal = _upsert_portal(data.portal, grant)
-    app, _ = AppCredentials.objects.update_or_create(
-        client_id=data.client_id,
-        defaults={"client_secret": data.client_secret, "scope": data.scope},
-        create_defaults={
-            "client_secret": data.client_secret,
-            "scope": data.scope,
-            "name": data.app_name or data.client_id,
-        },
+    with transaction.atomic():
+        app, _created = AppCredentials.objects.update_or_create(
+            client_id=data.client_id,
+            defaults={"client_secret": data.client_secret, "scope": data.scope},
+            create_defaults={
+                "client_secret": data.client_secret,
+                "scope": data.scope,
+                "name": data.app_name or data.client_id,
+            },
+        )
+        return store_grant(
+            app,
+            grant,
+            data.portal,
+            reference=data.reference,
+            owner_id=data.owner_id,
+            started=started,
+            duration_ms=duration_ms,
+        )
+
+
+@sensitive_variables()
+def store_grant(
+    app: AppCredentials,
+    grant: TokenGrant,
+    domain: str,
+    *,
+    started: datetime,
+    duration_ms: int,
+    reference: str = "",
+    owner_id: int | None = None,
+    token: Token | None = None,
+    application_token: str | None = None,
+    kind: str = RefreshAttempt.Kind.CODE_EXCHANGE,
+) -> Token:
+    """Store a pair for `app` on the portal at `domain`: the portal is found by member_id
+    first (the domain may have changed), then the token, updated in place if this portal
+    already has one for this app (or `token`, for a re-connect), else created. `reference`
+    (empty: derived from the portal's name) applies to a new token, or renames `token`."""
+    with transaction.atomic():
+        portal = _upsert_portal(domain, grant)
+        if token is not None:
+            token = Token.objects.select_for_update().get(pk=token.pk)
+            _move_to(token, portal)
+        else:
+            # Locked: a refresh storing meanwhile must not interleave with the new chain.
+            token = Token.objects.select_for_update().filter(portal=portal, app=app).first()
+            token = token or Token(portal=portal, app=app)
+        if reference:
+            token.reference = reference
+        elif not token.reference:
+            token.reference = unique_reference(portal.domain)
+        token.owner_id = owner_id or token.owner_id
+        return service.store_connection(
+            token,
+            grant,
+            scope=grant.scope or app.scope,
+            started=started,
+            duration_ms=duration_ms,
+            application_token=application_token,
+            kind=kind,
+        )
+
+
+def _move_to(token: Token, portal: Portal) -> None:
+    """A confirmed re-connect from a portal with another member_id: the token follows it."""
+    if token.portal_id == portal.pk:
+        return
+    if Token.objects.filter(portal=portal, app_id=token.app_id).exclude(pk=token.pk).exists():
+        raise ConnectError(
+            _("%(portal)s already has a token for this app; re-connect that one instead.")
+            % {"portal": portal.domain}
+        )
+    token.portal = portal
+
+
+def unique_reference(domain: str) -> str:
+    """A free reference from the portal's name: acme.bitrix24.com → acme, acme-2, …"""
+    base = slugify(domain.split(".")[0] if not domain[:1].isdigit() else domain)[:90] or "portal"
+    taken = set(
+        Token.objects.filter(reference__startswith=base).values_list("reference", flat=True)
     )
-    # Locked: a refresh storing meanwhile must not interleave with the new chain's pair.
-    existing = Token.objects.select_for_update().filter(portal=portal, app=app).first()
-    token = existing or Token(portal=portal, app=app)
-    token.reference = data.reference
-    token.owner_id = data.owner_id or token.owner_id
-    return service.store_connection(
-        token, grant, scope=data.scope, started=started, duration_ms=duration_ms
-    )
+    if base not in taken:
+        return base
+    number = 2
+    while f"{base}-{number}" in taken:
+        number += 1
+    return f"{base}-{number}"
 
 
 def _upsert_portal(domain: str, grant: TokenGrant) -> Portal:
@@ -189,8 +270,42 @@ def _upsert_portal(domain: str, grant: TokenGrant) -> Portal:
     if grant.member_id:
         portal = Portal.objects.filter(member_id=grant.member_id).first()
     portal = portal or Portal.objects.filter(domain=domain).first() or Portal(domain=domain)
-    portal.domain = domain
+    if portal.domain != domain:
+        rename_portal(portal, domain)
     portal.member_id = grant.member_id or portal.member_id
     portal.auth_server = auth_server_from_endpoint(grant.server_endpoint) or portal.auth_server
     portal.save()
     return portal
+
+
+def rename_portal(portal: Portal, domain: str) -> None:
+    """A renamed portal keeps its member_id; its new domain may still be held by a stale row
+    (an old, deleted portal at that address), which then gives it up."""
+    stale = Portal.objects.filter(domain=domain).exclude(pk=portal.pk).first()
+    if stale is not None:
+        stale.domain = f"{stale.member_id or stale.pk}.renamed.invalid"
+        stale.save(update_fields=["domain", "updated_at"])
+        log.warning("portal %s: address %s taken over by member %s", stale.pk, domain,
+                    portal.member_id)  # fmt: skip
+    log.info("portal %s (member %s): %s is now %s", portal.pk, portal.member_id, portal.domain,
+             domain)  # fmt: skip
+    portal.domain = domain
+
+
+@sensitive_variables()
+def check_scope(token: Token) -> list[str]:
+    """app.info on the token's authorization server (§7): proves the stored token works and
+    records the scope Bitrix24 granted. Returns the app's scopes that are missing. A failure
+    here changes nothing: the pair is stored and refreshes as usual."""
+    try:
+        client = BitrixOAuthClient(
+            server=token.server_endpoint or token.portal.authorization_server()
+        )
+        info = client.app_info(token.access_token)
+    except (OAuthError, ConfigurationError) as err:
+        log.warning("token %s: app.info after connecting failed: %s", token, err.code)
+        return []
+    if info.scope:
+        service.record_scope(token.pk, info.scope)
+        token.scope = info.scope
+    return token.missing_scopes()

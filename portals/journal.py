@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
 
 from encryption import crypto
 from portals.oauth import TokenGrant
@@ -36,6 +37,7 @@ class Entry:
     token_id: int
     from_version: int
 
+    @sensitive_variables()
     def read(self) -> TokenGrant:
         """The stored pair; DecryptionError if ENCRYPTION_KEYS lacks its key."""
         fields = json.loads(crypto.decrypt(self.path.read_text()))
@@ -55,6 +57,7 @@ def folder() -> Path:
     return path
 
 
+@sensitive_variables()
 def write(token_id: int, from_version: int, grant: TokenGrant) -> Entry:
     """Durably record `grant`: when this returns, a crash or power cut cannot lose it."""
     fields = {
@@ -115,6 +118,7 @@ def _age(item: os.DirEntry) -> int:
         return 0
 
 
+@sensitive_variables()
 def reencrypt() -> int:
     """Rewrite every entry with the newest key (key rotation); returns how many.
 

@@ -8,6 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from encryption.fields import EncryptedTextField
 from portals import authservers
@@ -17,30 +18,37 @@ from portals.validation import normalize_portal_address, normalize_scope, valida
 
 class Portal(models.Model):
     domain = models.CharField(
-        "address",
+        _("address"),
         max_length=255,
         unique=True,
-        help_text="The portal's host, e.g. acme.bitrix24.com. It can change when the portal "
-        "is renamed; member_id does not.",
+        help_text=_(
+            "The portal's host, e.g. acme.bitrix24.com. It can change when the portal "
+            "is renamed; member_id does not."
+        ),
     )
     member_id = models.CharField(
+        "member_id",
         max_length=32,
         unique=True,
         null=True,
         blank=True,
-        help_text="The portal's permanent id (32 hex characters), learned on the first connect.",
+        help_text=_("The portal's permanent id (32 hex characters), learned on the first connect."),
     )
     auth_server = models.URLField(
-        "authorization server",
+        _("authorization server"),
         blank=True,
-        help_text="Where this portal's tokens are issued and renewed, as the portal told us "
-        "(server_endpoint without /rest/). Empty: BITRIX_OAUTH_SERVER.",
+        help_text=_(
+            "Where this portal's tokens are issued and renewed, as the portal told us "
+            "(server_endpoint without /rest/). Empty: BITRIX_OAUTH_SERVER."
+        ),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
         ordering = ["domain"]
+        verbose_name = _("portal")
+        verbose_name_plural = _("portals")
 
     def __str__(self) -> str:
         return self.domain
@@ -59,75 +67,95 @@ class Portal(models.Model):
 
 class AppCredentials(models.Model):
     class RefreshPolicy(models.TextChoices):
-        INTERVAL = "interval", "Every N minutes"
-        BEFORE_EXPIRY = "before_expiry", "Before expiry only"
+        INTERVAL = "interval", _("Every N minutes")
+        BEFORE_EXPIRY = "before_expiry", _("Before expiry only")
 
-    name = models.CharField("display name", max_length=200)
+    name = models.CharField(_("display name"), max_length=200)
     client_id = models.CharField(
+        "client_id",
         max_length=50,
         unique=True,
-        help_text="From the application's card in Bitrix24, e.g. local.6a1b2c3d4e5f60.48151623.",
+        help_text=_("From the application's card in Bitrix24, e.g. local.6a1b2c3d4e5f60.48151623."),
     )
     client_secret = EncryptedTextField(
-        help_text="Stored encrypted; shown only as its last 4 characters."
+        "client_secret", help_text=_("Stored encrypted; shown only as its last 4 characters.")
     )
     scope = models.CharField(
-        max_length=500, help_text="Comma-separated scope codes, e.g. crm,user,task."
+        "scope", max_length=500, help_text=_("Comma-separated scope codes, e.g. crm,user,task.")
     )
     refresh_policy = models.CharField(
+        _("refresh policy"),
         max_length=20,
         choices=RefreshPolicy.choices,
         default=RefreshPolicy.INTERVAL,
-        help_text="“Every N minutes” refreshes on a fixed interval, as the old process did. "
-        "“Before expiry only” refreshes when the access token is about to expire, plus a "
-        "keep-alive refresh so the refresh token (30 days) never lapses; Bitrix24 advises "
-        "against frequent scheduled refreshes.",
+        help_text=_(
+            "“Every N minutes” refreshes on a fixed interval, as the old process did. "
+            "“Before expiry only” refreshes when the access token is about to expire, plus a "
+            "keep-alive refresh so the refresh token (30 days) never lapses; Bitrix24 advises "
+            "against frequent scheduled refreshes."
+        ),
     )
     # Bounded so that every schedule is computable and useful: an access token lives 60
     # minutes and a refresh token 30 days (docs/bitrix24-protocol.md §3.1).
     refresh_interval_minutes = models.PositiveIntegerField(
+        _("refresh interval (minutes)"),
         default=25,
         validators=[
-            MinValueValidator(1, "Refresh at most once a minute: enter 1 to 55 minutes."),
+            MinValueValidator(1, _("Refresh at most once a minute: enter 1 to 55 minutes.")),
             MaxValueValidator(
-                55, "Refresh at least every 55 minutes (an access token lives 60): enter 1–55."
+                55, _("Refresh at least every 55 minutes (an access token lives 60): enter 1–55.")
             ),
         ],
-        help_text="With “every N minutes”: minutes between refreshes, 1–55 (an access token "
-        "lives 60 minutes).",
+        help_text=_(
+            "With “every N minutes”: minutes between refreshes, 1–55 (an access token "
+            "lives 60 minutes)."
+        ),
     )
     refresh_before_expiry_minutes = models.PositiveIntegerField(
+        _("refresh before expiry (minutes)"),
         default=10,
         validators=[
-            MinValueValidator(1, "Enter at least 1 minute."),
+            MinValueValidator(1, _("Enter at least 1 minute.")),
             MaxValueValidator(
-                59, "An access token lives 60 minutes: enter fewer than 60 minutes (1–59)."
+                59, _("An access token lives 60 minutes: enter fewer than 60 minutes (1–59).")
             ),
         ],
-        help_text="With “before expiry only”: refresh when fewer than this many minutes of "
-        "the access token remain, 1–59.",
+        help_text=_(
+            "With “before expiry only”: refresh when fewer than this many minutes of "
+            "the access token remain, 1–59."
+        ),
     )
     keepalive_days = models.PositiveIntegerField(
+        _("keep-alive (days)"),
         default=7,
         validators=[
-            MinValueValidator(1, "Enter at least 1 day."),
+            MinValueValidator(1, _("Enter at least 1 day.")),
             MaxValueValidator(
-                29, "A refresh token lives 30 days: keep it alive at least every 29 days (1–29)."
+                29,
+                _("A refresh token lives 30 days: keep it alive at least every 29 days (1–29)."),
             ),
         ],
-        help_text="With “before expiry only”: refresh at least this often, 1–29 days, even when "
-        "nothing uses the token, inside the refresh token's 30-day life.",
+        help_text=_(
+            "With “before expiry only”: refresh at least this often, 1–29 days, even when "
+            "nothing uses the token, inside the refresh token's 30-day life."
+        ),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
-        verbose_name = "app credentials"
-        verbose_name_plural = "app credentials"
+        verbose_name = _("app credentials")
+        verbose_name_plural = _("app credentials")
         ordering = ["name"]
 
     def __str__(self) -> str:
+        # An app named after its client_id (the default) is shown once, not "x (x)".
+        if not self.name or self.name == self.client_id:
+            return self.client_id
         return f"{self.name} ({self.client_id})"
+
+    def scope_set(self) -> set[str]:
+        return {code for code in self.scope.split(",") if code}
 
     def clean(self) -> None:
         self.client_id = validate_client_id(self.client_id)
@@ -135,14 +163,14 @@ class AppCredentials(models.Model):
 
 
 class TokenStatus(models.TextChoices):
-    AWAITING_CODE = "awaiting_code", "Awaiting code"
-    ACTIVE = "active", "Active"
-    REFRESH_FAILING = "refresh_failing", "Refresh failing"
-    NEEDS_REAUTH = "needs_reauth", "Needs re-authorization"
-    UNINSTALLED = "uninstalled", "App uninstalled"
-    PAYMENT_REQUIRED = "payment_required", "Payment required"
-    DISABLED = "disabled", "Disabled"
-    CONFIG_ERROR = "config_error", "Configuration error"
+    AWAITING_CODE = "awaiting_code", _("Awaiting code")
+    ACTIVE = "active", _("Active")
+    REFRESH_FAILING = "refresh_failing", _("Refresh failing")
+    NEEDS_REAUTH = "needs_reauth", _("Needs re-authorization")
+    UNINSTALLED = "uninstalled", _("App uninstalled")
+    PAYMENT_REQUIRED = "payment_required", _("Payment required")
+    DISABLED = "disabled", _("Disabled")
+    CONFIG_ERROR = "config_error", _("Configuration error")
 
 
 # Statuses in which the token can be used and the scheduler keeps refreshing it.
@@ -157,11 +185,15 @@ SCHEDULED_STATUSES = (*REFRESHABLE_STATUSES, TokenStatus.CONFIG_ERROR)
 REACTIVATED_BY_A_NEW_PAIR = (*SCHEDULED_STATUSES, TokenStatus.NEEDS_REAUTH)
 
 
+def refresh_lease() -> timedelta:
+    return timedelta(seconds=settings.TOKEN_REFRESH_LEASE)
+
+
 class TokenQuerySet(models.QuerySet):
     def refreshable(self) -> "TokenQuerySet":
         return self.filter(status__in=REFRESHABLE_STATUSES)
 
-    def due(self, now: datetime | None = None) -> "TokenQuerySet":
+    def scheduled(self, now: datetime | None = None) -> "TokenQuerySet":
         """Tokens whose next refresh time has come and that no sweep has claimed."""
         now = now or timezone.now()
         return (
@@ -170,19 +202,34 @@ class TokenQuerySet(models.QuerySet):
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         )
 
+    def interrupted(self, now: datetime | None = None) -> "TokenQuerySet":
+        """Tokens whose refresh claim is older than TOKEN_REFRESH_LEASE: its process died
+        mid-call, maybe after Bitrix rotated. Due at once, whatever their schedule or a lost
+        task's sweep claim says, so a dead refresh is found within a lease and a sweep."""
+        now = now or timezone.now()
+        return self.filter(
+            status__in=SCHEDULED_STATUSES, refresh_started_at__lt=now - refresh_lease()
+        )
+
+    def due(self, now: datetime | None = None) -> "TokenQuerySet":
+        return self.scheduled(now) | self.interrupted(now)
+
 
 class Token(models.Model):
-    portal = models.ForeignKey(Portal, on_delete=models.PROTECT, related_name="tokens")
+    portal = models.ForeignKey(
+        Portal, on_delete=models.PROTECT, related_name="tokens", verbose_name=_("portal")
+    )
     app = models.ForeignKey(
         AppCredentials,
         on_delete=models.PROTECT,
         related_name="tokens",
-        verbose_name="app credentials",
+        verbose_name=_("app credentials"),
     )
     reference = models.SlugField(
+        _("reference"),
         max_length=100,
         unique=True,
-        help_text="The name other code uses to get this token: get_access_token(reference).",
+        help_text=_("The name other code uses to get this token: get_access_token(reference)."),
     )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -190,53 +237,77 @@ class Token(models.Model):
         null=True,
         blank=True,
         related_name="owned_tokens",
-        help_text="The staff member responsible for this token; alerts name them.",
+        verbose_name=_("owner"),
+        help_text=_("The staff member responsible for this token; alerts name them."),
     )
     notes = models.TextField(
-        blank=True, help_text="Anything staff want to remember about this token."
+        _("notes"), blank=True, help_text=_("Anything staff want to remember about this token.")
     )
     status = models.CharField(
-        max_length=20, choices=TokenStatus.choices, default=TokenStatus.AWAITING_CODE
+        _("status"), max_length=20, choices=TokenStatus.choices, default=TokenStatus.AWAITING_CODE
     )
-    access_token = EncryptedTextField(blank=True)
-    refresh_token = EncryptedTextField(blank=True)
+    access_token = EncryptedTextField(_("access token"), blank=True)
+    refresh_token = EncryptedTextField(_("refresh token"), blank=True)
+    # The per-install secret Bitrix24 sends with every event of this app on this portal
+    # (docs/bitrix24-protocol.md §6.2): it authenticates ONAPPUPDATE and ONAPPUNINSTALL.
+    application_token = EncryptedTextField(
+        "application_token",
+        blank=True,
+        help_text=_("Sent by Bitrix24 on install; proves later events genuine. Stored encrypted."),
+    )
     expires_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the access token expires."
+        _("expires at"), null=True, blank=True, help_text=_("When the access token expires.")
     )
-    scope = models.CharField("granted scope", max_length=500, blank=True)
-    client_endpoint = models.URLField(blank=True, help_text="The portal's REST root.")
+    scope = models.CharField(
+        _("granted scope"),
+        max_length=500,
+        blank=True,
+        help_text=_("What Bitrix24 says this token may do (app.info after connecting)."),
+    )
+    client_endpoint = models.URLField(
+        "client_endpoint", blank=True, help_text=_("The portal's REST root.")
+    )
     server_endpoint = models.URLField(
-        blank=True, help_text="The authorization server's REST root; refreshes go there."
+        "server_endpoint",
+        blank=True,
+        help_text=_("The authorization server's REST root; refreshes go there."),
     )
     user_id = models.PositiveIntegerField(
-        null=True, blank=True, help_text="The portal user this token acts as."
+        "user_id", null=True, blank=True, help_text=_("The portal user this token acts as.")
     )
     version = models.PositiveIntegerField(
-        default=0, help_text="Bumped on every rotation; fences concurrent writers."
+        _("version"),
+        default=0,
+        help_text=_("Bumped on every rotation; fences concurrent writers."),
     )
-    last_refreshed_at = models.DateTimeField(null=True, blank=True)
+    last_refreshed_at = models.DateTimeField(_("last refreshed"), null=True, blank=True)
     # Set before a call to Bitrix24 and cleared with its answer: a value older than
     # TOKEN_REFRESH_LEASE means the refreshing process died mid-call.
     refresh_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Scheduling: when the sweep should next enqueue this token, and its claim on it.
-    next_refresh_at = models.DateTimeField(null=True, blank=True)
+    next_refresh_at = models.DateTimeField(_("next refresh"), null=True, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
     failure_count = models.PositiveIntegerField(
-        default=0, help_text="Failed refreshes since the last success."
+        _("failures"), default=0, help_text=_("Failed refreshes since the last success.")
     )
-    last_error_code = models.CharField(max_length=100, blank=True)
-    last_error = models.TextField("last error", blank=True)
+    last_error_code = models.CharField(_("last error code"), max_length=100, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
     failing_since = models.DateTimeField(
-        null=True, blank=True, help_text="First failure of the current episode."
+        _("failing since"),
+        null=True,
+        blank=True,
+        help_text=_("First failure of the current episode."),
     )
-    last_failure_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    last_failure_at = models.DateTimeField(_("last failure"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     objects = TokenQuerySet.as_manager()
 
     class Meta:
         ordering = ["reference"]
+        verbose_name = _("token")
+        verbose_name_plural = _("tokens")
         permissions = [
             ("connect_portal", "Can connect portals (Add task, Connect, Re-connect)"),
             ("refresh_token", "Can refresh tokens now"),
@@ -251,6 +322,12 @@ class Token(models.Model):
                 fields=["next_refresh_at"],
                 name="token_due_idx",
                 condition=Q(status__in=["active", "refresh_failing", "config_error"]),
+            ),
+            # Interrupted refreshes (the sweep's second condition): only rows in flight.
+            models.Index(
+                fields=["refresh_started_at"],
+                name="token_in_flight_idx",
+                condition=Q(refresh_started_at__isnull=False),
             ),
             # The outage check: tokens failing transiently within the last 10 minutes.
             models.Index(
@@ -269,39 +346,71 @@ class Token(models.Model):
     def is_usable(self) -> bool:
         return self.status in REFRESHABLE_STATUSES and bool(self.access_token)
 
+    def missing_scopes(self) -> list[str]:
+        """Scopes the app asks for that Bitrix24 did not grant (empty when unknown)."""
+        granted = {code.strip() for code in self.scope.split(",") if code.strip()}
+        if not granted or granted == {"app"}:  # local apps may answer just "app" (§8)
+            return []
+        return sorted(self.app.scope_set() - granted)
+
 
 class RefreshAttempt(models.Model):
     class Kind(models.TextChoices):
-        CODE_EXCHANGE = "code_exchange", "Code exchange"
-        SCHEDULED = "scheduled", "Scheduled"
-        ON_DEMAND = "on_demand", "On demand"
-        MANUAL = "manual", "Manual"
+        CODE_EXCHANGE = "code_exchange", _("Code exchange")
+        SCHEDULED = "scheduled", _("Scheduled")
+        ON_DEMAND = "on_demand", _("On demand")
+        MANUAL = "manual", _("Manual")
+        EVENT = "event", _("Bitrix24 event")
 
     class Outcome(models.TextChoices):
-        SUCCESS = "success", "Success"
-        ROTATED_ELSEWHERE = "rotated_elsewhere", "Already rotated by another worker"
-        TRANSIENT_ERROR = "transient_error", "Transient error"
-        PERMANENT_ERROR = "permanent_error", "Permanent error"
-        INTERRUPTED = "interrupted", "Interrupted (process died mid-refresh)"
-        CONFIG_ERROR = "config_error", "Configuration error (nothing sent)"
-        RESTORED = "restored", "Restored from the local journal"
+        SUCCESS = "success", _("Success")
+        ROTATED_ELSEWHERE = "rotated_elsewhere", _("Already rotated by another worker")
+        TRANSIENT_ERROR = "transient_error", _("Transient error")
+        PERMANENT_ERROR = "permanent_error", _("Permanent error")
+        INTERRUPTED = "interrupted", _("Interrupted (process died mid-refresh)")
+        CONFIG_ERROR = "config_error", _("Configuration error (nothing sent)")
+        RESTORED = "restored", _("Restored from the local journal")
 
-    token = models.ForeignKey(Token, on_delete=models.CASCADE, related_name="attempts")
-    kind = models.CharField(max_length=20, choices=Kind.choices)
-    outcome = models.CharField(max_length=20, choices=Outcome.choices)
-    started_at = models.DateTimeField()
-    finished_at = models.DateTimeField()
-    error_code = models.CharField("Bitrix error code", max_length=100, blank=True)
-    error_description = models.TextField(blank=True)
-    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    duration_ms = models.PositiveIntegerField(default=0)
+    token = models.ForeignKey(
+        Token, on_delete=models.CASCADE, related_name="attempts", verbose_name=_("token")
+    )
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    outcome = models.CharField(_("outcome"), max_length=20, choices=Outcome.choices)
+    started_at = models.DateTimeField(_("started"))
+    finished_at = models.DateTimeField(_("finished"))
+    error_code = models.CharField(_("Bitrix error code"), max_length=100, blank=True)
+    error_description = models.TextField(_("error description"), blank=True)
+    http_status = models.PositiveSmallIntegerField("HTTP", null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(_("duration (ms)"), default=0)
     store_retries = models.PositiveSmallIntegerField(
-        default=0, help_text="Times storing the new pair failed (database outage) and was retried."
+        _("store retries"),
+        default=0,
+        help_text=_("Times storing the new pair failed (database outage) and was retried."),
     )
 
     class Meta:
         ordering = ["-started_at"]
-        indexes = [models.Index(fields=["token", "-started_at"], name="attempt_token_idx")]
+        verbose_name = _("refresh attempt")
+        verbose_name_plural = _("refresh attempts")
+        indexes = [
+            models.Index(fields=["token", "-started_at"], name="attempt_token_idx"),
+            # The home page's chart of the last 24 hours and the audit log's date drill-down.
+            models.Index(fields=["started_at"], name="attempt_started_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.token_id} {self.kind} {self.outcome}"
+
+
+# Models of connects in progress, in their own module (portals.states holds their rules).
+from portals.connect_models import ConnectState, PendingPair  # noqa: E402
+
+__all__ = [
+    "AppCredentials",
+    "ConnectState",
+    "PendingPair",
+    "Portal",
+    "RefreshAttempt",
+    "Token",
+    "TokenStatus",
+]

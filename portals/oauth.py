@@ -1,4 +1,5 @@
-"""A plain client for the Bitrix24 authorization server (docs/bitrix24-protocol.md §1, §2, §4.2).
+"""A plain client for the Bitrix24 authorization server (docs/bitrix24-protocol.md §1, §2, §4.2,
+§7): code exchange, refresh, and `app.info`, the trusted answer on what a token belongs to.
 
 No ORM access: credentials in, a TokenGrant or an OAuthError out. The server must be one of
 BITRIX_AUTH_SERVERS (ConfigurationError otherwise, before anything is sent).
@@ -20,7 +21,7 @@ from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 
 from portals import authservers
-from portals.errors import OAuthError, classify, transient
+from portals.errors import OAuthError, Source, classify, transient
 
 REQUIRED_FIELDS = ("access_token", "refresh_token")
 # What the informational fields of an answer can hold (docs/bitrix24-protocol.md §2, §9): a
@@ -45,6 +46,18 @@ class TokenGrant:
 
     def __repr__(self) -> str:  # keep tokens out of tracebacks and debug output
         return f"TokenGrant(member_id={self.member_id!r}, expires_at={self.expires_at})"
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    """What the authorization server says a live access token belongs to (§7)."""
+
+    client_id: str
+    scope: str
+    member_id: str
+    domain: str
+    installed: bool
+    user_id: int | None
 
 
 def auth_server_from_endpoint(server_endpoint: str) -> str:
@@ -109,8 +122,34 @@ class BitrixOAuthClient:
         )
 
     @sensitive_variables()
+    def app_info(self, access_token: str) -> AppInfo:
+        """`app.info` on this authorization server (§7): proves the token is live and says
+        which app, portal and scope it belongs to. The token goes in the form body."""
+        response = self._post(f"{self.server}/rest/app.info", {"auth": access_token})
+        body = _json_or_none(response)
+        if isinstance(body, dict) and body.get("error"):
+            description = str(body.get("error_description") or "")
+            raise classify(str(body["error"]), description, response.status_code, Source.REST)
+        result = body.get("result") if isinstance(body, dict) else None
+        if response.status_code != 200 or not isinstance(result, dict):
+            raise transient("unreadable_body", "app.info gave no result.", response.status_code)
+        install = result.get("install") if isinstance(result.get("install"), dict) else {}
+        user_id = str(result.get("user_id") or "")
+        return AppInfo(
+            client_id=str(result.get("client_id") or ""),
+            scope=str(result.get("scope") or install.get("scope") or ""),
+            member_id=str(install.get("member_id") or ""),
+            domain=str(install.get("domain") or "").lower(),
+            installed=install.get("installed") in (True, "Y", "true", 1),
+            user_id=int(user_id) if user_id.isdigit() and int(user_id) <= USER_ID_MAX else None,
+        )
+
+    @sensitive_variables()
     def _token_request(self, form: dict[str, str]) -> TokenGrant:
-        url = f"{self.server}/oauth/token/"
+        return self._parse(self._post(f"{self.server}/oauth/token/", form))
+
+    @sensitive_variables()
+    def _post(self, url: str, form: dict[str, str]) -> requests.Response:
         try:
             # Never follow a redirect: a 307 would re-send the secret to wherever it points.
             response = self.session.post(
@@ -124,7 +163,7 @@ class BitrixOAuthClient:
                 "connection_error",
                 f"Could not reach the authorization server ({type(err).__name__}).",
             ) from None
-        return self._parse(response)
+        return response
 
     def _parse(self, response: requests.Response) -> TokenGrant:
         body = _json_or_none(response)
@@ -196,6 +235,7 @@ def _short(value: object, limit: int) -> str:
 
 
 __all__ = [
+    "AppInfo",
     "BitrixOAuthClient",
     "OAuthError",
     "TokenGrant",

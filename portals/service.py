@@ -24,6 +24,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Case, F, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from encryption.crypto import DecryptionError
 from ops import metrics
@@ -82,6 +83,7 @@ def _unreadable(token: Token) -> ConfigurationError:
 
 
 # --- A refreshed pair -----------------------------------------------------------------------
+@sensitive_variables()
 def store_refreshed(
     token: Token, grant: TokenGrant, kind: str, started: datetime, duration_ms: int
 ) -> Token:
@@ -104,6 +106,7 @@ def store_refreshed(
     return token
 
 
+@sensitive_variables()
 def _journal(token: Token, grant: TokenGrant) -> journal.Entry | None:
     try:
         return journal.write(token.pk, token.version, grant)
@@ -113,6 +116,7 @@ def _journal(token: Token, grant: TokenGrant) -> journal.Entry | None:
         return None
 
 
+@sensitive_variables()
 def _store_pair(token_id: int, from_version: int, grant: TokenGrant) -> bool:
     """THE statement: the pair, fenced by version, depending on nothing but the answer."""
     reactivate = When(status__in=REACTIVATED_BY_A_NEW_PAIR, then=Value(TokenStatus.ACTIVE))
@@ -128,6 +132,7 @@ def _store_pair(token_id: int, from_version: int, grant: TokenGrant) -> bool:
     return updated == 1
 
 
+@sensitive_variables()
 def _store_durably(token: Token, grant: TokenGrant) -> tuple[bool, int]:
     """_store_pair, retried on a fresh connection with backoff for up to TOKEN_STORE_RETRY
     seconds; returns (applied, retries). PairNotStored when the database stays away."""
@@ -169,6 +174,7 @@ def _keep_claim_alive(token: Token) -> None:
         _reconnect()
 
 
+@sensitive_variables()
 def _finish_success(token_id: int, grant: TokenGrant) -> Token:
     """Everything after the pair: endpoints, counters, the next refresh time."""
     token = Token.objects.select_related("portal", "app").defer(*SECRETS).get(pk=token_id)
@@ -194,6 +200,7 @@ def _finish_success(token_id: int, grant: TokenGrant) -> Token:
 
 
 # --- The local journal ----------------------------------------------------------------------
+@sensitive_variables()
 def replay_journal(token_id: int | None = None) -> int:
     """Store pairs left in this machine's journal (all, or `token_id`'s); returns how many were
     restored. Called at process start and before this machine refreshes a token."""
@@ -212,6 +219,7 @@ def replay_journal(token_id: int | None = None) -> int:
     return restored
 
 
+@sensitive_variables()
 def restore_pair(token_id: int, from_version: int, grant: TokenGrant) -> bool:
     """Apply a journal entry if the token is still at `from_version`: the pair is then the
     newest Bitrix issued, even if another machine marked the token *needs re-authorization*
@@ -297,13 +305,24 @@ def record_attempt(
 
 
 # --- Connecting -----------------------------------------------------------------------------
+@sensitive_variables()
 def store_connection(
-    token: Token, grant: TokenGrant, *, scope: str, started: datetime, duration_ms: int
+    token: Token,
+    grant: TokenGrant,
+    *,
+    scope: str,
+    started: datetime,
+    duration_ms: int,
+    application_token: str | None = None,
+    kind: str = RefreshAttempt.Kind.CODE_EXCHANGE,
 ) -> Token:
-    """Store the pair of a code exchange on `token` (new, or re-connected). A code starts a new
-    chain: `version` moves on, so a refresh still in flight on the old chain drops its pair.
-    Runs inside the connect transaction, with `token`'s row locked (select_for_update)."""
+    """Store the pair of a code exchange (or of an install event, `kind` EVENT) on `token`
+    (new, or re-connected). A new pair starts a new chain: `version` moves on, so a refresh
+    still in flight on the old chain drops its pair. Runs inside the connect transaction, with
+    `token`'s row locked (select_for_update)."""
     now = timezone.now()
+    if application_token:
+        token.application_token = application_token
     token.access_token, token.refresh_token = grant.access_token, grant.refresh_token
     token.expires_at, token.scope = grant.expires_at, scope
     token.server_endpoint, token.client_endpoint = grant.server_endpoint, grant.client_endpoint
@@ -313,9 +332,40 @@ def store_connection(
     token.failing_since = token.refresh_started_at = token.claimed_until = None
     token.next_refresh_at = schedule.next_refresh_after_success(token.app, grant.expires_at, now)
     token.save()
-    record_attempt(token, RefreshAttempt.Kind.CODE_EXCHANGE, Outcome.SUCCESS, started, duration_ms)
+    record_attempt(token, kind, Outcome.SUCCESS, started, duration_ms)
     signals.token_recovered.send(sender=Token, token=token)
     return token
+
+
+def record_scope(token_id: int, scope: str) -> None:
+    """The scope Bitrix24 says the token has (app.info after a connect, §7)."""
+    Token.objects.filter(pk=token_id).update(scope=scope[:500])
+
+
+def mark_uninstalled(token: Token, error: OAuthError, *, clean: bool) -> None:
+    """The app was removed from the portal (ONAPPUNINSTALL): every stored token is dead. One
+    permanent failure is recorded (one incident, one alert); with `clean` the secrets go too,
+    and `version` moves on so a refresh in flight cannot store a pair afterwards."""
+    if token.status == TokenStatus.UNINSTALLED and token.failure_count:
+        log.info("token %s: already marked uninstalled", token)
+    else:
+        record_failure(
+            token,
+            RefreshAttempt.Kind.EVENT,
+            error,
+            timezone.now(),
+            0,
+            status=TokenStatus.UNINSTALLED,
+        )
+    if clean:
+        Token.objects.filter(pk=token.pk).update(
+            access_token="",
+            refresh_token="",
+            application_token="",
+            expires_at=None,
+            version=F("version") + 1,
+            updated_at=timezone.now(),
+        )
 
 
 # --- Staff and the scheduler ----------------------------------------------------------------

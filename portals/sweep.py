@@ -12,11 +12,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from portals import service
 from portals.errors import OAuthError, TokenError, TokenNotFound
-from portals.models import SCHEDULED_STATUSES, RefreshAttempt, Token
+from portals.models import SCHEDULED_STATUSES, RefreshAttempt, Token, refresh_lease
 from portals.tokens import refresh_token
 
 log = logging.getLogger(__name__)
@@ -31,16 +32,20 @@ def claim_due_tokens(now: datetime | None = None, limit: int | None = None) -> l
     # sweep, never while it may still run.
     claimed_until = now + timedelta(seconds=settings.REFRESH_TASK_EXPIRES + 60)
     with transaction.atomic():
-        due = (
-            Token.objects.due(now)
-            .order_by("next_refresh_at")
-            .select_for_update(skip_locked=True)
-            .values_list("pk", flat=True)[:limit]
-        )
-        ids = list(due)
+        # Two queries, each on its own partial index: interrupted refreshes (a handful) first,
+        # then the schedule, most overdue first.
+        ids = _lock(Token.objects.interrupted(now), limit)
+        ids += _lock(Token.objects.scheduled(now).exclude(pk__in=ids), limit - len(ids))
         if ids:
             Token.objects.filter(pk__in=ids).update(claimed_until=claimed_until)
     return ids
+
+
+def _lock(tokens: QuerySet, limit: int) -> list[int]:
+    if limit <= 0:
+        return []
+    rows = tokens.order_by("next_refresh_at").select_for_update(skip_locked=True)
+    return list(rows.values_list("pk", flat=True)[:limit])
 
 
 def sweep(now: datetime | None = None) -> int:
@@ -82,7 +87,8 @@ def _refresh_if_due(token_id: int, now: datetime) -> str:
         return "failed"
     if token.status not in SCHEDULED_STATUSES:
         return "skipped"
-    if token.next_refresh_at is None or token.next_refresh_at > now:
+    interrupted = token.refresh_started_at and token.refresh_started_at < now - refresh_lease()
+    if not interrupted and (token.next_refresh_at is None or token.next_refresh_at > now):
         return "not-due"
     try:
         result = refresh_token(token, RefreshAttempt.Kind.SCHEDULED, wait=False)

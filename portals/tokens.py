@@ -69,7 +69,10 @@ def get_access_token(reference: str, min_ttl: int = 300) -> str:
     RefreshBusy, PairNotStored or OAuthError."""
     token = service.load(reference=reference)
     _ensure_usable(token)
-    if token.expires_at and token.expires_at - timezone.now() > timedelta(seconds=min_ttl):
+    fresh = token.expires_at and token.expires_at - timezone.now() > timedelta(seconds=min_ttl)
+    # A refresh that died mid-call may have made the stored pair dead at Bitrix: never serve
+    # it as if nothing happened; refreshing now finds out (and restores or escalates).
+    if fresh and not _lease_is_stale(token):
         return token.access_token
     try:
         token = refresh_token(token, Kind.ON_DEMAND, wait=True)

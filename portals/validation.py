@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 # Bitrix24 scope codes, from the documentation's permissions page (docs/bitrix24-protocol.md §8).
 SCOPES = frozenset(
@@ -26,7 +28,9 @@ CLIENT_ID_RE = re.compile(r"^[a-z0-9\-_.]{3,50}$", re.IGNORECASE)
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOST_RE = re.compile(rf"^{_LABEL}(\.{_LABEL})*(:\d{{1,5}})?$")
 _BARE_NAME_RE = re.compile(rf"^{_LABEL}$")
-PORTAL_HELP = (
+# A local fake portal (tests, demos): only with BITRIX_ALLOW_HTTP.
+_LOOPBACK_RE = re.compile(r"^127(\.\d{1,3}){3}(:\d{1,5})?$")
+PORTAL_HELP = gettext_lazy(
     "Enter the portal as a name (acme), a host (acme.bitrix24.com or crm.example.com) "
     "or a URL (https://acme.bitrix24.com/)."
 )
@@ -36,29 +40,39 @@ def normalize_portal_address(value: str) -> str:
     """'acme' -> 'acme.bitrix24.ru'; 'https://Acme.bitrix24.com/crm/' -> 'acme.bitrix24.com'."""
     text = (value or "").strip().lower()
     if not text:
-        raise ValidationError("The portal address is empty. " + PORTAL_HELP, code="required")
+        raise ValidationError(
+            _("The portal address is empty.") + f" {PORTAL_HELP}", code="required"
+        )
     if "://" in text:
         parts = urlsplit(text)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValidationError(f"“{value}” is not a portal address. {PORTAL_HELP}")
+            raise ValidationError(_not_an_address(value))
         text = parts.netloc.rsplit("@", 1)[-1]
     else:
         text = text.split("/", 1)[0]
     text = text.rstrip(".")
     if _BARE_NAME_RE.match(text):
         return f"{text}.{settings.BITRIX_DEFAULT_ZONE}"
+    if settings.BITRIX_ALLOW_HTTP and _LOOPBACK_RE.match(text):
+        return text
     if not _HOST_RE.match(text) or text.replace(".", "").replace(":", "").isdigit():
-        raise ValidationError(f"“{value}” is not a portal address. {PORTAL_HELP}")
+        raise ValidationError(_not_an_address(value))
     return text
+
+
+def _not_an_address(value: str) -> str:
+    return _("“%(value)s” is not a portal address.") % {"value": value} + f" {PORTAL_HELP}"
 
 
 def validate_client_id(value: str) -> str:
     client_id = (value or "").strip()
     if not CLIENT_ID_RE.match(client_id):
         raise ValidationError(
-            "The client_id must be 3–50 letters, digits, dots, dashes or underscores, "
-            "such as local.6a1b2c3d4e5f60.48151623 (local apps) or app.6a1b2c3d4e5f60.48151623. "
-            "Copy it from the application's card in Bitrix24."
+            _(
+                "The client_id must be 3–50 letters, digits, dots, dashes or underscores, such "
+                "as local.6a1b2c3d4e5f60.48151623 (local apps) or app.6a1b2c3d4e5f60.48151623. "
+                "Copy it from the application's card in Bitrix24."
+            )
         )
     return client_id
 
@@ -67,15 +81,14 @@ def normalize_scope(value: str) -> str:
     """'crm, user,crm' -> 'crm,user'; unknown codes are an error listing the valid ones."""
     codes = [part.strip().lower() for part in re.split(r"[,\s]+", value or "") if part.strip()]
     if not codes:
-        raise ValidationError("Enter at least one scope, for example: crm,user.")
+        raise ValidationError(_("Enter at least one scope, for example: crm,user."))
     for code in codes:
         if code in DEPRECATED_SCOPES:
-            raise ValidationError(
-                f"The scope “{code}” is deprecated; use “{DEPRECATED_SCOPES[code]}” instead."
-            )
+            message = _("The scope “%(code)s” is deprecated; use “%(instead)s” instead.")
+            raise ValidationError(message % {"code": code, "instead": DEPRECATED_SCOPES[code]})
     unknown = [code for code in codes if code not in SCOPES]
     if unknown:
-        raise ValidationError(
-            f"Unknown scope: {', '.join(unknown)}. Valid scopes are: {', '.join(sorted(SCOPES))}."
-        )
+        message = _("Unknown scope: %(unknown)s. Valid scopes are: %(valid)s.")
+        values = {"unknown": ", ".join(unknown), "valid": ", ".join(sorted(SCOPES))}
+        raise ValidationError(message % values)
     return ",".join(dict.fromkeys(codes))

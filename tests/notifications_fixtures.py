@@ -12,7 +12,15 @@ from types import SimpleNamespace
 import pytest
 from django.contrib.auth import get_user_model
 
-from tests.notifications_helpers import EMAIL, FAKES, NOTIFY, PROVIDERS, secrets, worker_env
+from tests.fakes.smtp import FakeSmtp
+from tests.notifications_helpers import (
+    EMAIL,
+    NOTIFY,
+    PROVIDERS,
+    secrets,
+    start_fakes,
+    worker_env,
+)
 from tests.processes import CeleryProcesses, child_pids
 
 
@@ -27,7 +35,7 @@ def notify(settings) -> dict[str, float]:
 @pytest.fixture
 def fakes(settings) -> Iterator[SimpleNamespace]:
     """All five provider fakes (UniSender serves SMS and email), reached through settings."""
-    started = SimpleNamespace(**{name: fake().start() for name, fake in FAKES.items()})
+    started = start_fakes()
     for provider in PROVIDERS.values():
         setattr(settings, provider.setting, getattr(started, provider.fake).base_url)
     yield started
@@ -38,6 +46,31 @@ def fakes(settings) -> Iterator[SimpleNamespace]:
 
 
 @pytest.fixture
+def mailbox(settings) -> Iterator[FakeSmtp]:
+    """A fake SMTP server; Django's ADMINS are emailed there (here and in workers)."""
+    with FakeSmtp() as smtp:
+        host, port = smtp.url.removeprefix("smtp://").split(":")
+        settings.EMAIL_URL = smtp.url
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = host, int(port)
+        settings.ADMINS = [("Ops Team", "ops@example.org")]
+        yield smtp
+
+
+@pytest.fixture
+def notify_sweep(transactional_db):
+    """The notifications sweep as the data migration makes it, run by beat every second."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    from notifications.beat import SWEEP_TASK, ensure_sweep_schedule
+
+    ensure_sweep_schedule(PeriodicTask, IntervalSchedule, 1)
+    every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period="seconds")
+    PeriodicTask.objects.filter(task=SWEEP_TASK).update(interval=every_second)
+    return PeriodicTask.objects.get(task=SWEEP_TASK)
+
+
+@pytest.fixture
 def owner(db):
     return get_user_model().objects.create_user(
         "ann", EMAIL, first_name="Ann", last_name="Smith", is_staff=True
@@ -45,10 +78,10 @@ def owner(db):
 
 
 @pytest.fixture
-def workers(tmp_path, broker, fakes, notify) -> Iterator[CeleryProcesses]:
-    """Real Celery workers (on Redis, then on RabbitMQ) that send through the fakes; their
-    logs must hold no secret."""
-    with CeleryProcesses(tmp_path, broker, **worker_env(fakes)) as procs:
+def workers(tmp_path, broker, fakes, notify, mailbox) -> Iterator[CeleryProcesses]:
+    """Real Celery workers (on Redis, then on RabbitMQ) that send through the fakes (and email
+    the admins through the fake SMTP server); their logs must hold no secret."""
+    with CeleryProcesses(tmp_path, broker, **worker_env(fakes, mailbox.url)) as procs:
         yield procs
         # The test is over and nothing is left to finish: a warm (or even a cold) shutdown
         # costs seconds per worker, so stop the pool processes and the worker at once.

@@ -2,12 +2,14 @@
 on them, tokens in bulk. The fixtures are in tests/notifications_fixtures.py."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 from types import SimpleNamespace
 
+from django.db.models import F
 from django.utils import timezone
 
 from notifications.backends import BACKENDS
-from notifications.models import Channel, Delivery
+from notifications.models import Channel, Delivery, Incident
 from portals.models import AppCredentials, Portal, Token, TokenStatus
 from tests.fakes import provider_mandrill as md
 from tests.fakes import provider_messagebird as mb
@@ -79,7 +81,12 @@ NOTIFY = {
     "NOTIFY_RETRY_MAX_SECONDS": 0.5,
     "NOTIFY_CONNECT_TIMEOUT": 2.0,
     "NOTIFY_READ_TIMEOUT": 3.0,
+    "NOTIFY_STATUS_CHECK_SECONDS": 10.0,
+    "NOTIFY_STATUS_CHECK_FIRST_SECONDS": 0.3,
+    # UniSender's 60 s between two emails to one address, shortened; its fake keeps the same.
+    "UNISENDER_EMAIL_MIN_INTERVAL": 1.5,
 }
+ADMINS = "Ops Team <ops@example.org>"
 
 
 def secrets() -> list[str]:
@@ -133,10 +140,32 @@ def make_tokens(count: int, owner=None) -> list[Token]:
     )
 
 
-def worker_env(fakes: SimpleNamespace) -> dict[str, str]:
+def start_fakes() -> SimpleNamespace:
+    """All five provider fakes, started (UniSender keeps its interval between emails)."""
+    interval = NOTIFY["UNISENDER_EMAIL_MIN_INTERVAL"]
+    return SimpleNamespace(
+        **{
+            name: (fake(email_interval=interval) if name == "unisender" else fake()).start()
+            for name, fake in FAKES.items()
+        }
+    )
+
+
+def worker_env(fakes: SimpleNamespace, mailbox_url: str = "") -> dict[str, str]:
     env = {name: str(value) for name, value in NOTIFY.items()}
     env.update({p.setting: fake_for(fakes, kind).base_url for kind, p in PROVIDERS.items()})
+    if mailbox_url:
+        env.update(EMAIL_URL=mailbox_url, ADMINS=ADMINS)
     return env
+
+
+def age(incident: Incident, minutes: float) -> None:
+    """Make an incident, and everything sent about it, `minutes` older."""
+    delta = timedelta(minutes=minutes)
+    Incident.objects.filter(pk=incident.pk).update(opened_at=F("opened_at") - delta)
+    Delivery.objects.filter(incident=incident, sent_at__isnull=False).update(
+        sent_at=F("sent_at") - delta
+    )
 
 
 def statuses(**filters: object) -> list[tuple[str, str, str]]:

@@ -110,7 +110,11 @@ class CeleryProcesses:
     def __enter__(self) -> "CeleryProcesses":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, *exc: object) -> None:
+        if exc_type is not None:
+            # A failing real-process test shows what its processes said (pytest prints this
+            # captured output with the failure).
+            print(f"=== logs of the test's processes ===\n{self.logs()}")
         for proc, _ in self.procs:
             if proc.poll() is None:
                 proc.terminate()

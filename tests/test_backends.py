@@ -472,11 +472,91 @@ def test_it_gives_up_when_a_telegram_chat_migrates_twice(start_fake):
     assert len(fake.requests) == 2
 
 
-def test_it_counts_a_mandrill_queued_email_as_sent(start_fake):
+def test_it_counts_a_mandrill_email_queued_for_the_hourly_quota_as_sent_but_delayed(start_fake):
     start_fake("mandrill").fail_next("queued")
     result = backend("mandrill").send(MESSAGE)
     assert result.provider_message_id
     assert result.detail == "Mandrill queued the email (hourly-quota-exhausted)."
+    assert result.delayed.startswith("Mandrill holds the email back (hourly-quota-exhausted)")
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "account-suspended",
+        "sending-suspended",
+        "sending-paused",
+        "free-trial-sends-exhausted",
+        "monthly-limit-reached",
+    ],
+)
+def test_it_raises_permanent_for_a_mandrill_email_queued_by_an_account_that_cannot_send(
+    start_fake, reason
+):
+    start_fake("mandrill").fail_next("queued", queued_reason=reason)
+    with pytest.raises(PermanentDeliveryError) as info:
+        backend("mandrill").send(MESSAGE)
+    assert info.value.code == reason and "re-enable" in str(info.value)
+
+
+def test_it_sends_a_non_ascii_mandrill_sender_name_as_written(start_fake):
+    fake = start_fake("mandrill")
+    backend("mandrill", from_name="Служба «Оповещения», Acme").send(MESSAGE)
+    message = fake.sends[0].body["message"]
+    assert (message["from_name"], message["from_email"]) == (
+        "Служба «Оповещения», Acme",
+        md.FROM_EMAIL,
+    )  # and the fake saw no RFC 2047 encoded word
+
+
+def test_it_raises_transient_for_an_unknown_unisender_per_recipient_error(start_fake):
+    start_fake("unisender_email").fail_next("unknown_recipient_error")
+    with pytest.raises(TransientDeliveryError) as info:
+        backend("unisender_email").send(MESSAGE)
+    assert info.value.code == "too_frequent" and info.value.retry_after == 60
+
+
+# --- delivery status: what became of a message the provider accepted ---------------------
+STATUS_KINDS = ("twilio", "messagebird", "unisender_sms", "mandrill", "unisender_email")
+
+
+@pytest.mark.parametrize("kind", STATUS_KINDS)
+def test_it_reads_the_providers_delivery_status(start_fake, kind):
+    fake = start_fake(kind)
+    fake.fate_next("delivered", polls=1)
+    sender = backend(kind)
+    message_id = sender.send(MESSAGE).provider_message_id
+    assert sender.check(message_id).state == "pending"
+    assert sender.check(message_id).state == "delivered"
+    assert len(fake.status_requests) == 2
+
+
+@pytest.mark.parametrize("kind", STATUS_KINDS)
+def test_it_classifies_an_undelivered_message_by_the_providers_reason(start_fake, kind):
+    fake = start_fake(kind)
+    fake.fate_next("undelivered")  # the fake's default reason: passing (full mailbox, …)
+    sender = backend(kind)
+    report = sender.check(sender.send(MESSAGE).provider_message_id)
+    assert report.state == "undelivered" and isinstance(report.error, TransientDeliveryError)
+    assert report.detail.startswith(f"{BACKENDS[kind].label} could not deliver it: ")
+
+
+def test_it_reads_twilios_carrier_error_code(start_fake):
+    fake = start_fake("twilio")
+    fake.fate_next("undelivered", code=30006, message="Landline or unreachable carrier")
+    sender = backend("twilio")
+    report = sender.check(sender.send(MESSAGE).provider_message_id)
+    assert isinstance(report.error, PermanentDeliveryError) and report.error.code == "30006"
+    assert "Landline or unreachable carrier (30006). The number is a landline" in report.detail
+    request = fake.status_requests[0]
+    assert request.method == "GET" and basic_auth(request) == (tw.ACCOUNT_SID, tw.AUTH_TOKEN)
+
+
+def test_it_raises_when_the_provider_does_not_know_the_message(start_fake):
+    start_fake("twilio")
+    with pytest.raises(PermanentDeliveryError) as info:
+        backend("twilio").check("SM" + "0" * 32)
+    assert info.value.code == "20404"
 
 
 def test_it_names_the_mandrill_reject_reason(start_fake):

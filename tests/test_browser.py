@@ -1,45 +1,15 @@
 """Connecting a portal the way staff do it: a real Chromium on the admin's "Add task" page."""
 
-import os
-import shutil
-
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connections
+from playwright.sync_api import expect
 
 from portals.models import Token
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
-# Without these, Chromium reaches for Google's hosts, which this network refuses.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-def page():
-    if not os.path.exists(CHROMIUM):
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Chromium is missing at {CHROMIUM}: apt-get install chromium")
-        pytest.skip("Chromium is not installed (apt-get install chromium)")
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright runs an event loop
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser.new_page()
-        browser.close()
-        # Playwright's sync API runs in a greenlet, which Django sees as another context with
-        # its own database connection: close it, or it keeps the test database busy.
-        connections.close_all()
+# Fixtures: page (Chromium through Playwright).
+pytest_plugins = ["tests.browser_fixtures"]
 
 
 def test_staff_connect_a_portal_from_the_add_task_page(page, live_server, fake_bitrix, tmp_path):
@@ -54,7 +24,7 @@ def test_staff_connect_a_portal_from_the_add_task_page(page, live_server, fake_b
     page.fill("#id_client_id", CLIENT_ID)
     link = page.locator("#authorize-url")
     expected = f"https://acme.bitrix24.ru/oauth/authorize/?client_id={CLIENT_ID}&response_type=code"
-    assert link.get_attribute("href") == expected  # updated as staff type, no reload
+    expect(link).to_have_attribute("href", expected)  # updated as staff type, no reload
 
     page.fill("#id_client_secret", CLIENT_SECRET)
     page.fill("#id_scope", "crm,user")

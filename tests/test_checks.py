@@ -33,3 +33,11 @@ def test_the_shipped_defaults_pass(settings):
     settings.BITRIX_ALLOW_HTTP = False
     settings.BITRIX_OAUTH_SERVER = "https://oauth.bitrix.info"
     assert not ids(run_checks()) & {"b24keeper.E001", "b24keeper.E002", "b24keeper.W001"}
+
+
+def test_admins_without_an_smtp_server_is_a_warning(settings):
+    settings.ADMINS, settings.EMAIL_URL = [("Ops", "ops@example.org")], ""
+    found = [m for m in run_checks() if m.id == "b24keeper.W003"]
+    assert found and "ADMINS is set but EMAIL_URL is not" in found[0].msg
+    settings.EMAIL_URL = "smtp://127.0.0.1:25"
+    assert "b24keeper.W003" not in ids(run_checks())

@@ -133,12 +133,17 @@ def test_sqlite_and_the_filesystem_broker_hold_up_under_concurrent_writers(
             statuses = drive_web(port, seconds=12)
             assert set(statuses) <= {200, 302}, statuses
             wait_until(lambda: settled(embedded_env, now_text()), 60, "every token refreshed")
+            logs = procs.logs()
+            assert "database is locked" not in logs and "OperationalError" not in logs
+            refreshes = [
+                r for r in fake_bitrix.token_requests if r["grant_type"] == "refresh_token"
+            ]
+            assert len(refreshes) >= 2 * TOKENS  # "enable" made every token due, repeatedly
+            assert all(r["error"] is None for r in refreshes), "a refresh token was reused"
+            assert fake_bitrix.max_concurrent_refreshes == 1
+        except AssertionError:
+            print("=== gunicorn ===\n" + (tmp_path / "gunicorn.log").read_text()[-4000:])
+            raise
         finally:
             web.terminate()
             web.wait(15)
-        logs = procs.logs() + (tmp_path / "gunicorn.log").read_text()
-    assert "database is locked" not in logs and "OperationalError" not in logs
-    refreshes = [r for r in fake_bitrix.token_requests if r["grant_type"] == "refresh_token"]
-    assert len(refreshes) >= 2 * TOKENS  # the web's "enable" made every token due, repeatedly
-    assert all(r["error"] is None for r in refreshes), "a refresh token was reused"
-    assert fake_bitrix.max_concurrent_refreshes == 1

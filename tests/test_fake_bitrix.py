@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.fakes.bitrix import FakeBitrix
+from tests.processes import wait_until
 
 CLIENT_ID = "local.6a1b2c3d4e5f60.48151623"
 SECRET = "x" * 50
@@ -408,7 +409,7 @@ def test_it_stops_promptly_while_a_timeout_fault_sleeps() -> None:
 
     worker = threading.Thread(target=call)
     worker.start()
-    time.sleep(0.2)
+    wait_until(lambda: fake.count() == 1, 5, "the request to reach the fake")
 
     started = time.monotonic()
     fake.stop()

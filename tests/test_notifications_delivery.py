@@ -12,8 +12,8 @@ from notifications import dispatch, incidents
 from notifications.models import Channel, Delivery, Incident
 from portals.models import Token
 from tests.conftest import connect, run_due
-from tests.fakes.providers import is_gsm7
-from tests.notifications_helpers import PROVIDERS, make_channel, make_tokens, statuses
+from tests.fakes.providers import is_gsm7, sms_segments
+from tests.notifications_helpers import PROVIDERS, age, make_channel, make_tokens, statuses
 from tests.processes import wait_until
 
 # Fixtures: fakes, notify, owner, workers.
@@ -83,8 +83,9 @@ def test_a_token_failing_50_times_alerts_once_reminds_and_reports_its_recovery(
     assert outcomes == {"failed"}
     assert Incident.objects.get().occurrences == 50
     settled(3, event=Event.OPENED)
-    for sequence, minutes in ((1, 61), (2, 121)):
-        Incident.objects.update(opened_at=timezone.now() - timedelta(minutes=minutes))
+    incident = Incident.objects.get()
+    for sequence, minutes in ((1, 61), (2, 60)):
+        age(incident, minutes)
         assert dispatch.send_reminders() == 2
         assert dispatch.send_reminders() == 0  # a second sweep in the same interval
         settled(2, event=Event.REMINDER, sequence=sequence)
@@ -105,28 +106,33 @@ def test_a_token_failing_50_times_alerts_once_reminds_and_reports_its_recovery(
     texts = [r.body["text"] for r in fakes.telegram.requests]
     assert len(texts) == 4 and "still cannot be refreshed" in texts[1]
     assert "refreshes again" in texts[3]
-    assert (len(fakes.twilio.requests), len(fakes.mandrill.requests)) == (4, 2)
+    assert (len(fakes.twilio.sends), len(fakes.mandrill.sends)) == (4, 2)
 
 
-def test_a_provider_that_is_down_is_retried_then_failed_while_the_others_deliver(fakes, workers):
+def test_a_provider_down_longer_than_the_attempts_gets_the_alert_when_it_recovers(fakes, workers):
     [token] = make_tokens(1)
     for kind in ("telegram", "twilio", "mandrill"):
-        make_channel(kind)
-    for _ in range(3):  # NOTIFY_MAX_ATTEMPTS
+        make_channel(kind, remind_every_minutes=60)
+    for _ in range(8):  # NOTIFY_MAX_ATTEMPTS is 3: a few minutes of 503s in production
         fakes.telegram.fail_next("server_error", status=503)
     workers.worker(concurrency=2)
-    open_incident(token)
+    incident = open_incident(token)
     settled(3)
-    failed = Delivery.objects.get(channel__kind="telegram")
-    assert (failed.status, failed.attempts) == (Status.FAILED, 3)
-    assert failed.error.startswith("Gave up after 3 attempts. Telegram answered HTTP 503")
-    assert len(fakes.telegram.requests) == 3
-    assert statuses(channel__kind__in=["twilio", "mandrill"]) == [
+    delivered = Delivery.objects.get(channel__kind="telegram")
+    assert (delivered.status, delivered.attempts) == (Status.SENT, 9)
+    telegram = Channel.objects.filter(kind="telegram")
+    assert telegram.get().enabled  # down is not broken
+    assert len(fakes.telegram.sends) == 9
+    assert "cannot refresh the Bitrix24 token" in fakes.telegram.sends[-1].body["text"]
+    assert telegram.get().failing_since is None
+    assert statuses() == [
         ("mandrill", "opened", "sent"),
+        ("telegram", "opened", "sent"),
         ("twilio", "opened", "sent"),
     ]
-    assert Channel.objects.get(kind="telegram").enabled  # down is not broken
-    assert workers.log("w1").count("Retry in") == 2
+    age(incident, 61)  # and the reminders follow on every channel
+    assert dispatch.send_reminders() == 3
+    settled(3, event=Event.REMINDER)
 
 
 def test_a_permanent_provider_error_disables_that_channel_and_the_others_deliver(fakes, workers):
@@ -141,8 +147,8 @@ def test_a_permanent_provider_error_disables_that_channel_and_the_others_deliver
     assert not twilio.enabled and "21211" in twilio.disabled_reason
     assert "Check the recipient's phone number" in twilio.disabled_reason
     assert Delivery.objects.get(channel=twilio).error == twilio.disabled_reason
-    assert len(fakes.twilio.requests) == 1  # never retried
-    assert statuses(channel__enabled=True) == [
+    assert len(fakes.twilio.sends) == 1  # never retried
+    assert statuses(channel__enabled=True, incident__kind="token") == [
         ("telegram", "opened", "sent"),
         ("unisender_email", "opened", "sent"),
     ]
@@ -160,7 +166,7 @@ def test_200_tokens_failing_at_once_make_one_digest_per_channel(fakes, workers, 
             open_incident(token)
     settled(600)
     for fake in (fakes.telegram, fakes.twilio, fakes.mandrill):
-        assert len(fake.requests) == 1, fake.name
+        assert len(fake.sends) == 1, fake.name
     for kind in kinds:
         deliveries = Delivery.objects.filter(channel__kind=kind)
         assert deliveries.filter(status=Status.SENT).count() == 200
@@ -170,6 +176,101 @@ def test_200_tokens_failing_at_once_make_one_digest_per_channel(fakes, workers, 
             lead.provider_message_id
         }
     telegram = fakes.telegram.requests[0].body["text"]
-    assert "200 new failures" in telegram and "…and 170 more." in telegram
+    assert "200 new failures (200 need a person now)" in telegram and len(telegram) <= 4096
+    assert "p199.bitrix24.com / token-199" in telegram  # the newest are never cut off
+    assert "more." in telegram
     sms = fakes.twilio.requests[0].body["Body"]
-    assert is_gsm7(sms) and len(sms) <= 160 and "200 new failures" in sms
+    assert is_gsm7(sms) and sms_segments(sms) <= 3 and "200 new failures" in sms
+    assert "p199.bitrix24.com token-199 invalid_grant" in sms
+
+
+def test_a_transient_incident_that_turns_permanent_alerts_every_channel_again(fakes, workers):
+    [token] = make_tokens(1)
+    for kind in ("telegram", "twilio", "mandrill"):
+        make_channel(kind)
+    workers.worker(concurrency=2)
+    incidents.open_incident(
+        token, code="http_503", message="Bitrix24 answered 503.", permanent=False
+    )
+    settled(3, event=Event.OPENED)
+    assert "Nothing yet: b24keeper keeps retrying." in fakes.telegram.sends[0].body["text"]
+    open_incident(token)  # now invalid_grant: a person must re-connect the portal
+    fakes_ = (fakes.telegram, fakes.twilio, fakes.mandrill)
+    wait_until(lambda: all(len(f.sends) == 2 for f in fakes_), 30, "a new alert everywhere")
+    settled(3, event=Event.CHANGED)
+    text = fakes.telegram.sends[-1].body["text"]
+    assert "changed: b24keeper cannot fix it by retrying, a person must act now." in text
+    assert "What to do: Re-connect the portal" in text and "invalid_grant" in text
+    sms = fakes.twilio.sends[-1].body["Body"]
+    assert "now needs a person: invalid_grant" in sms and sms_segments(sms) == 1
+    assert "Act now:" in fakes.mandrill.sends[-1].body["message"]["subject"]
+    open_incident(token)  # the same permanent error again: nothing new to say
+    assert Incident.objects.get().occurrences == 3
+    assert Delivery.objects.count() == 6
+
+
+def test_a_new_incidents_alert_is_not_held_by_the_hourly_limit_that_holds_reminders(fakes, workers):
+    old, new = make_tokens(2)
+    channel = make_channel("telegram", max_per_hour=2, remind_every_minutes=5)
+    workers.worker()
+    incident = open_incident(old)
+    settled(1)
+    Delivery.objects.create(  # the second message of this hour
+        incident=incident, channel=channel, event=Event.REMINDER, sequence=1,
+        status=Status.SENT, sent_at=timezone.now(),
+    )  # fmt: skip
+    held = Delivery.objects.create(
+        incident=incident, channel=channel, event=Event.REMINDER, sequence=2
+    )
+    dispatch.enqueue([held.pk])
+    in_an_hour = timezone.now() + timedelta(minutes=55)
+    wait_until(
+        lambda: Delivery.objects.get(pk=held.pk).next_attempt_at > in_an_hour,
+        15,
+        "the reminder held by the limit",
+    )
+    open_incident(new)
+    settled(1, incident__token=new)  # at once, not after the hour
+    assert Delivery.objects.get(pk=held.pk).status == Status.QUEUED
+    assert "token-1" in fakes.telegram.sends[-1].body["text"]
+    assert len(fakes.telegram.sends) == 2
+
+
+def test_a_digest_names_the_new_failure_among_many_recoveries(fakes, workers, owner):
+    tokens = make_tokens(7, owner=owner)
+    for kind in ("telegram", "twilio"):
+        make_channel(kind)
+    workers.worker(concurrency=2)
+    with transaction.atomic():
+        for token in tokens[:6]:
+            incidents.open_incident(token, code="http_503", message="503", permanent=False)
+    settled(12)
+    with transaction.atomic():  # six recover while a seventh needs a person: one digest each
+        for token in tokens[:6]:
+            incidents.resolve_for_token(token)
+        open_incident(tokens[6])
+    settled(12 + 14)
+    assert len(fakes.telegram.sends) == len(fakes.twilio.sends) == 2
+    sms = fakes.twilio.sends[-1].body["Body"]
+    assert sms.startswith("b24keeper: 1 new failure (1 needs a person now), 6 recovered.")
+    assert "p6.bitrix24.com token-6 invalid_grant: Re-connect the portal" in sms
+    assert is_gsm7(sms) and sms_segments(sms) <= 3
+    text = fakes.telegram.sends[-1].body["text"]
+    act = text.split("Act now (1), newest first:")[1]
+    assert act.startswith("\n- p6.bitrix24.com / token-6 — invalid_grant — owner: Ann Smith\n")
+    assert "  What to do: Re-connect the portal" in act
+    assert f"  Token page: http://127.0.0.1:8000/admin/portals/token/{tokens[6].pk}/" in act
+    assert "Recovered (6):" in text
+
+
+def test_two_emails_to_one_address_are_spaced_by_unisenders_interval(fakes, workers):
+    first, second = make_tokens(2)
+    make_channel("unisender_email")
+    workers.worker(concurrency=2)
+    open_incident(first)
+    open_incident(second)  # a moment later: UniSender would refuse it within 60 s
+    settled(2)
+    assert statuses() == [("unisender_email", "opened", "sent")] * 2
+    [times] = fakes.unisender.email_times.values()
+    assert len(times) == 2 and times[1] - times[0] >= 1.5  # UNISENDER_EMAIL_MIN_INTERVAL
+    assert Channel.objects.get().enabled  # and the fake saw no refused email (assert_clean)

@@ -3,18 +3,20 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from notifications import messages
 from notifications.models import Channel, Delivery, Incident
 from portals.models import Token
-from tests.fakes.providers import is_gsm7
+from tests.fakes.providers import is_gsm7, sms_segments
 from tests.notifications_helpers import make_tokens
 
 # Fixtures: fakes, notify, owner, workers.
 pytest_plugins = ["tests.notifications_fixtures"]
 pytestmark = pytest.mark.django_db
 Event = Delivery.Event
+User = get_user_model()
 DESCRIPTION = "Bitrix24 answered invalid_grant (refresh token expired). Re-connect the portal."
 
 
@@ -31,6 +33,12 @@ def incident_of(token: Token, **fields: object) -> Incident:
     values = {"error_code": "invalid_grant", "message": DESCRIPTION, "permanent": True}
     values |= {"occurrences": 12, **fields}
     return Incident.objects.create(token=token, **values)
+
+
+def digest(deliveries: list[Delivery]):
+    from notifications.digests import digest
+
+    return digest(deliveries)
 
 
 def text_of(incident: Incident, event: str = Event.OPENED):
@@ -115,13 +123,20 @@ def test_an_outage_has_its_own_text(notify):
 
 def test_a_digest_counts_and_lists_the_incidents(owner, notify):
     tokens = make_tokens(40, owner=owner)
-    deliveries = [Delivery(incident=incident_of(t), event=Event.OPENED) for t in tokens[:35]]
-    deliveries += [Delivery(incident=incident_of(t), event=Event.RESOLVED) for t in tokens[35:]]
-    message = messages.digest(deliveries)
+    deliveries = [Delivery(incident=incident_of(t), event=Event.RESOLVED) for t in tokens[:5]]
+    deliveries += [
+        Delivery(
+            incident=incident_of(t, permanent=False, error_code="INTERNAL_SERVER_ERROR"),
+            event=Event.OPENED,
+        )
+        for t in tokens[5:40]
+    ]
+    message = digest(deliveries)
     assert message.subject == "b24keeper: 35 new failures, 5 recovered."
     assert "New failures (35):" in message.text and "Recovered (5):" in message.text
+    new = "- p39.bitrix24.com / token-39 — INTERNAL_SERVER_ERROR — owner: Ann Smith"
+    assert message.text.index(new) < message.text.index("token-38 —")  # newest first
     assert "- p0.bitrix24.com / token-0 — invalid_grant — owner: Ann Smith" in message.text
-    assert "…and 5 more." in message.text  # 30 lines per section
     assert message.sms_text == (
         "b24keeper: 35 new failures, 5 recovered. "
         "https://keeper.example.com/admin/notifications/incident/?state=open"
@@ -142,11 +157,66 @@ def test_alerts_speak_russian_when_asked(token, settings):
     assert message.sms_text.startswith(
         "b24keeper: token token-0 (p0.bitrix24.com) ne obnovlyaetsya"
     )
-    digest = messages.digest([Delivery(incident=incident, event=Event.OPENED)] * 3)
-    assert digest.subject == "b24keeper: 3 новых сбоя."
+    summary = digest([Delivery(incident=incident, event=Event.OPENED)] * 3)
+    assert summary.subject == "b24keeper: 3 новых сбоя (3 требуют человека сейчас)."
 
 
 def test_the_test_message_names_the_channel(notify):
     message = messages.test_message(Channel(name="Ann's phone", kind="twilio"))
     assert "for the channel “Ann's phone”" in message.text
     assert message.sms_text == "b24keeper test message for Ann's phone."
+
+
+def test_a_long_bitrix_description_gives_way_to_the_advice_and_the_link(token):
+    long = "Bitrix24 says: " + "the refresh token was revoked by the portal; " * 110  # 4.9k
+    message = text_of(incident_of(token, message=long))
+    assert len(message.text) <= 4096
+    assert "What to do: Re-connect the portal" in message.text
+    assert message.text.endswith(
+        f"Token page: https://keeper.example.com/admin/portals/token/{token.pk}/change/"
+        "\n\n— b24keeper"
+    )
+    described = message.text.split("What failed: invalid_grant — ")[1].split("\n")[0]
+    assert described.endswith("revoked by the portal; the refresh token was revoked by the […]")
+    assert len(described) <= 600
+
+
+def test_a_digest_of_200_new_permanent_failures_keeps_the_newest_within_each_limit(owner, notify):
+    tokens = make_tokens(200, owner=owner)
+    deliveries = [Delivery(incident=incident_of(t), event=Event.OPENED) for t in tokens]
+    message = digest(deliveries)
+    assert len(message.text) <= 4096
+    act = message.text.split("Act now (200), newest first:\n")[1]
+    assert act.startswith("- p199.bitrix24.com / token-199 — invalid_grant — owner: Ann Smith\n")
+    assert "  What to do: Re-connect the portal" in act and "…and " in act
+    assert is_gsm7(message.sms_text) and sms_segments(message.sms_text) <= 3
+    assert message.sms_text.startswith(
+        "b24keeper: 200 new failures (200 need a person now). p199.bitrix24.com token-199 "
+        "invalid_grant, p198.bitrix24.com token-198 invalid_grant"
+    )
+    assert " more https://keeper.example.com/admin/notifications/incident/?state=open" in (
+        message.sms_text
+    )
+
+
+def test_an_sms_counts_septets_so_an_extension_character_costs_two(token):
+    User.objects.filter(pk=token.owner_id).update(first_name="Ann", last_name="{ops}[x]")
+    token.refresh_from_db()
+    sms = text_of(incident_of(token)).sms_text
+    assert sms_segments(sms) == 1  # 158 characters with the link, but 162 septets
+    assert "https://" not in sms and "Owner: Ann {ops}[x]." in sms
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "shown"),
+    [
+        ("Γιώργος", "Παπαδόπουλος", "Owner: Giorgos Papadopoulos."),
+        ("Արամ", "Խաչատրյան", "Owner: Aram Khachatryan."),
+        ("伟", "张", "Owner: ann."),  # no Latin spelling: the login
+    ],
+)
+def test_an_owner_name_in_any_script_reads_in_the_sms(token, first, last, shown):
+    User.objects.filter(pk=token.owner_id).update(first_name=first, last_name=last)
+    token.refresh_from_db()
+    sms = text_of(incident_of(token)).sms_text
+    assert shown in sms and "?" not in sms.split("Owner:")[1] and is_gsm7(sms)

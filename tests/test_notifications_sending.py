@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from notifications import dispatch, incidents
 from notifications.models import Channel, Delivery, Incident
-from notifications.sending import backoff, process_delivery
-from tests.notifications_helpers import make_channel, make_tokens
+from notifications.sending import backoff, process_delivery, send_test
+from tests.notifications_helpers import age, make_channel, make_tokens
 
 # Fixtures: fakes, notify, owner, workers.
 pytest_plugins = ["tests.notifications_fixtures"]
@@ -56,7 +56,7 @@ def run(delivery: Delivery | int, make_it_due: bool = True):
     return process_delivery(pk)
 
 
-def test_an_alert_goes_to_every_enabled_channel_that_covers_the_token(fakes, open_incident):
+def test_an_alert_goes_to_every_channel_that_covers_the_token(fakes, open_incident):
     token, other = make_tokens(2)
     everything = make_channel("telegram")
     by_portal = make_channel("twilio", covers_all_tokens=False)
@@ -65,10 +65,10 @@ def test_an_alert_goes_to_every_enabled_channel_that_covers_the_token(fakes, ope
     by_token.tokens.add(token)
     elsewhere = make_channel("messagebird", covers_all_tokens=False)
     elsewhere.tokens.add(other)
-    make_channel("unisender_sms", enabled=False)
+    disabled = make_channel("unisender_sms", enabled=False)  # kept for when it is enabled
     incident = open_incident(token)
     deliveries = Delivery.objects.filter(incident=incident)
-    assert {d.channel for d in deliveries} == {everything, by_portal, by_token}
+    assert {d.channel for d in deliveries} == {everything, by_portal, by_token, disabled}
     assert {(d.event, d.status, d.attempts) for d in deliveries} == {(Event.OPENED, "queued", 0)}
     hold = deliveries[0].next_attempt_at - deliveries[0].created_at
     assert hold == timedelta(seconds=0.3)  # NOTIFY_HOLD_SECONDS: a storm can gather
@@ -115,24 +115,43 @@ def test_a_delivery_waits_for_its_hold(fakes, open_incident):
     assert fakes.telegram.requests == []
 
 
-def test_a_transient_error_retries_with_backoff_then_fails_with_the_reason(fakes, open_incident):
+def test_an_alert_of_an_open_incident_retries_with_capped_backoff_until_it_goes_out(
+    fakes, open_incident
+):
     [token] = make_tokens(1)
     channel = make_channel("telegram")
     delivery = open_incident(token).deliveries.get()
+    for _ in range(5):  # more than NOTIFY_MAX_ATTEMPTS (3)
+        fakes.telegram.fail_next("server_error")
+    outcomes = [run(delivery) for _ in range(5)]
+    assert [o.word for o in outcomes] == ["retry"] * 5
+    assert 0.1 <= outcomes[0].retry_in <= 0.2 and 0.2 <= outcomes[1].retry_in <= 0.4  # 0.2*2^n
+    assert all(0.25 <= o.retry_in <= 0.5 for o in outcomes[2:])  # capped (and jittered)
+    delivery.refresh_from_db()
+    assert delivery.status == Status.QUEUED and delivery.attempts == 5
+    assert "HTTP 502" in delivery.error
+    channel.refresh_from_db()
+    assert channel.enabled and "HTTP 502" in channel.last_error  # down is not broken
+    assert channel.failing_since is not None
+    assert run(delivery).word == "sent"
+    delivery.refresh_from_db()
+    channel.refresh_from_db()
+    assert delivery.status == Status.SENT and delivery.attempts == 6
+    assert channel.failing_since is None
+
+
+def test_a_recovery_notice_gives_up_after_the_attempts(fakes, open_incident, resolve):
+    [token] = make_tokens(1)
+    make_channel("telegram")
+    run(open_incident(token).deliveries.get())
+    resolve(token)
+    notice = Delivery.objects.get(event=Event.RESOLVED)
     for _ in range(3):
         fakes.telegram.fail_next("server_error")
-    first, second = run(delivery), run(delivery)
-    assert (first.word, second.word) == ("retry", "retry")
-    assert 0.1 <= first.retry_in <= 0.2 and 0.2 <= second.retry_in <= 0.4  # 0.2 * 2^n, jittered
-    delivery.refresh_from_db()
-    assert delivery.status == Status.QUEUED and delivery.attempts == 2
-    assert "HTTP 502" in delivery.error
-    assert run(delivery).word == "failed"
-    delivery.refresh_from_db()
-    assert delivery.status == Status.FAILED and delivery.attempts == 3
-    assert delivery.error.startswith("Gave up after 3 attempts. Telegram answered HTTP 502")
-    channel.refresh_from_db()
-    assert channel.enabled and "HTTP 502" in channel.last_error  # a blip disables nothing
+    assert [run(notice).word for _ in range(3)] == ["retry", "retry", "failed"]
+    notice.refresh_from_db()
+    assert notice.status == Status.FAILED and notice.attempts == 3
+    assert notice.error.startswith("Gave up after 3 attempts. Telegram answered HTTP 502")
 
 
 def test_backoff_grows_exponentially_with_jitter_and_honours_retry_after(settings):
@@ -159,7 +178,10 @@ def test_a_permanent_error_disables_the_channel_and_others_still_deliver(fakes, 
     assert failed.status == Status.FAILED and failed.error == twilio.disabled_reason
     assert incident.deliveries.get(channel=telegram).status == Status.SENT
     [second] = make_tokens_more(1)
-    assert list(open_incident(second).deliveries.values_list("channel", flat=True)) == [telegram.pk]
+    kept = open_incident(second).deliveries.get(channel=twilio)  # waits for the channel
+    run(kept)
+    kept.refresh_from_db()
+    assert kept.status == Status.QUEUED and len(fakes.twilio.sends) == 1
 
 
 def make_tokens_more(count: int):
@@ -192,12 +214,20 @@ def test_a_disabled_channel_keeps_its_alerts_until_it_is_enabled(fakes, open_inc
     assert run(delivery).word == "sent"
 
 
-def test_the_rate_limit_holds_alerts_and_the_backlog_goes_out_as_one_digest(fakes, open_incident):
+def test_the_rate_limit_holds_repeats_and_the_backlog_goes_out_as_one_digest(fakes, open_incident):
     tokens = make_tokens(6)
-    make_channel("telegram", max_per_hour=2)
+    channel = make_channel("telegram", max_per_hour=2)
     first = [open_incident(token).deliveries.get() for token in tokens[:2]]
     assert [run(d).word for d in first] == ["sent", "sent"]
-    backlog = [open_incident(token).deliveries.get() for token in tokens[2:]]
+    backlog = [
+        Delivery.objects.create(
+            incident=Incident.objects.create(token=token, error_code="invalid_grant", message="x"),
+            channel=channel,
+            event=Event.REMINDER,
+            sequence=1,
+        )
+        for token in tokens[2:]
+    ]
     make_due()
     held = run(backlog[0])
     assert held.word == "rate-limited" and held.retry_in == 600  # re-checked every 10 min
@@ -211,7 +241,7 @@ def test_the_rate_limit_holds_alerts_and_the_backlog_goes_out_as_one_digest(fake
     make_due()  # the hour has passed
     assert run(backlog[1]).word == "digest"
     assert len(fakes.telegram.requests) == 3
-    assert "4 new failures" in fakes.telegram.requests[-1].body["text"]
+    assert "4 still failing" in fakes.telegram.requests[-1].body["text"]
 
 
 def test_a_storm_waits_while_it_grows_then_goes_out_as_one_digest(fakes, open_incident):
@@ -268,14 +298,14 @@ def test_reminders_come_once_per_interval_while_the_incident_stays_open(fakes, o
     for delivery in incident.deliveries.all():
         run(delivery)
     assert dispatch.send_reminders() == 0  # not an hour yet
-    Incident.objects.update(opened_at=timezone.now() - timedelta(minutes=61))
+    age(incident, 61)
     assert dispatch.send_reminders() == 1
     assert dispatch.send_reminders() == 0  # on its way already
     reminder = incident.deliveries.get(event=Event.REMINDER)
     assert (reminder.sequence, reminder.channel.kind) == (1, "telegram")
     assert run(reminder).word == "sent"
     assert dispatch.send_reminders() == 0  # this interval's reminder went out
-    Incident.objects.update(opened_at=timezone.now() - timedelta(minutes=121))
+    age(incident, 60)
     assert dispatch.send_reminders() == 1
     assert "still cannot be refreshed" in fakes.telegram.requests[-1].body["text"]
 
@@ -326,3 +356,59 @@ def test_the_sweep_is_one_periodic_task_that_an_admin_edit_survives():
     PeriodicTask.objects.filter(pk=sweep.pk).update(enabled=False)
     ensure_sweep_schedule(PeriodicTask, IntervalSchedule, 60)
     assert PeriodicTask.objects.get(task=SWEEP_TASK).enabled is False
+
+
+def test_an_sms_with_extension_characters_still_goes_as_one_part(fakes, open_incident, owner):
+    owner.last_name = "{ops}[x]"  # 158 characters with the link, but 162 septets
+    owner.save()
+    [token] = make_tokens(1, owner=owner)
+    make_channel("twilio")
+    assert run(open_incident(token).deliveries.get()).word == "sent"
+    assert fakes.twilio.replies[0].body["num_segments"] == "1"
+    assert "Owner: Ann {ops}[x]." in fakes.twilio.sends[0].body["Body"]
+
+
+def test_a_long_bitrix_description_never_cuts_off_what_to_do_in_telegram(fakes, open_incident):
+    [token] = make_tokens(1)
+    make_channel("telegram")
+    incident = open_incident(token)
+    Incident.objects.update(message="Bitrix24 said: " + "x" * 4700)
+    assert run(incident.deliveries.get()).word == "sent"
+    text = fakes.telegram.sends[0].body["text"]
+    assert len(text) <= 4096 and "What to do: Re-connect the portal" in text
+    assert f"Token page: https://keeper.example.com/admin/portals/token/{token.pk}/change/" in text
+
+
+def test_another_permanent_error_alerts_again_and_a_transient_one_does_not(fakes, open_incident):
+    [token] = make_tokens(1)
+    make_channel("telegram")
+    run(open_incident(token).deliveries.get())
+    open_incident(token, code="http_503", permanent=False)  # worse is not better: quiet
+    open_incident(token, code="PAYMENT_REQUIRED")  # another reason a person must act
+    assert Delivery.objects.count() == 2
+    [changed] = Delivery.objects.filter(event=Event.CHANGED)
+    assert changed.sequence == 1 and run(changed).word == "sent"
+    assert "Renew the application's subscription" in fakes.telegram.sends[-1].body["text"]
+    open_incident(token, code="PAYMENT_REQUIRED")
+    assert Delivery.objects.count() == 2
+
+
+def test_reminders_come_even_when_the_first_alert_never_got_through(fakes, open_incident):
+    [token] = make_tokens(1)
+    channel = make_channel("telegram", remind_every_minutes=60)
+    incident = open_incident(token)
+    Delivery.objects.update(status=Status.FAILED, error="Gave up after 5 attempts.")  # as before
+    later = make_channel("twilio", remind_every_minutes=60)  # added while it was open
+    age(incident, 61)
+    assert dispatch.send_reminders() == 2
+    reminders = Delivery.objects.filter(event=Event.REMINDER)
+    assert {r.channel for r in reminders} == {channel, later}
+
+
+def test_a_test_email_right_after_an_alert_says_when_unisender_takes_the_next(fakes, open_incident):
+    [token] = make_tokens(1)
+    channel = make_channel("unisender_email")
+    assert run(open_incident(token).deliveries.get()).word == "sent"
+    ok, answer = send_test(channel)
+    assert not ok and "one message per recipient every 1.5 s" in answer
+    assert len(fakes.unisender.sends) == 1  # UniSender would have refused it

@@ -2,7 +2,6 @@
 
 import signal
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -13,7 +12,7 @@ from portals.errors import PermanentOAuthError, TransientOAuthError
 from portals.models import Token, TokenStatus
 from portals.tokens import TokenUnavailable, get_access_token, refresh
 from tests.conftest import CLIENT_ID, connect
-from tests.processes import start_python
+from tests.processes import start_python, wait_until
 
 
 def stored(token: Token) -> tuple[str, str, int]:
@@ -149,7 +148,8 @@ def test_invalid_grant_after_another_worker_rotated_is_not_an_incident(fake_bitr
     fake_bitrix.latency = 1.0
     winner = threading.Thread(target=lambda: (refresh("token"), connection.close()))
     winner.start()
-    time.sleep(0.5)
+    in_flight = Token.objects.filter(refresh_started_at__isnull=False)
+    wait_until(in_flight.exists, 10, "the winner's claim")
     # The winner's claim looks dead to us, so we refresh with the same refresh token; Bitrix
     # answers invalid_grant because the winner rotated it first.
     settings.TOKEN_REFRESH_LEASE = 0
@@ -194,10 +194,8 @@ def test_a_crash_between_rotation_and_commit_is_detected(fake_bitrix, settings):
     fake_bitrix.timeout_sleep = 60
     fake_bitrix.fail_next("hang_after_processing")
     child = start_python("from portals.tokens import refresh; refresh('token')")
-    deadline = time.monotonic() + 20
-    while fake_bitrix.count(grant_type="refresh_token", ok_only=True) < 1:
-        assert time.monotonic() < deadline, "the child never reached Bitrix"
-        time.sleep(0.05)
+    reached = lambda: fake_bitrix.count(grant_type="refresh_token", ok_only=True) >= 1  # noqa: E731
+    wait_until(reached, 20, "the child to reach Bitrix")
     child.send_signal(signal.SIGKILL)  # Bitrix rotated; our process dies before storing
     child.wait(10)
     token.refresh_from_db()

@@ -3,7 +3,6 @@ Redis and on RabbitMQ (the `broker` and `celery` fixtures)."""
 
 import os
 import signal
-import time
 from collections import Counter
 from datetime import timedelta
 
@@ -138,6 +137,13 @@ def test_a_second_sweep_claims_nothing_the_first_claimed(fake_bitrix):
     assert Token.objects.filter(status=TokenStatus.ACTIVE).count() == 5
 
 
+def sweeps_done(celery) -> int:
+    return sum(
+        "sweep_due_tokens[" in line and "succeeded" in line
+        for line in celery.log("w1").splitlines()
+    )
+
+
 def test_failures_through_real_worker_and_beat(fake_bitrix, tmp_path, broker, sweep_schedule):
     """Blips stay quiet; trouble before expiry opens one incident; a permanent error opens one
     at once and stops; recovery and re-connection resolve — all through beat and a worker."""
@@ -170,8 +176,8 @@ def test_failures_through_real_worker_and_beat(fake_bitrix, tmp_path, broker, sw
         wait_until(lambda: Token.objects.get().status == TokenStatus.UNINSTALLED, 30, "stop")
         requests_then = fake_bitrix.count(grant_type="refresh_token")
         make_due(token)
-        wait_until(lambda: "sweep_due_tokens" in celery.log("w1"), 5, "sweeps")
-        time.sleep(3)  # three more sweeps
+        sweeps_then = sweeps_done(celery)
+        wait_until(lambda: sweeps_done(celery) >= sweeps_then + 3, 30, "three more sweeps")
         assert fake_bitrix.count(grant_type="refresh_token") == requests_then
         permanent = Incident.objects.get(resolved_at=None)
         assert permanent.permanent and permanent.occurrences == 1

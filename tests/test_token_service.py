@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from notifications.models import Incident
 from portals import service
-from portals.errors import TokenConfigurationError, TransientOAuthError
+from portals.errors import PermanentOAuthError, TokenConfigurationError, TransientOAuthError
 from portals.models import AppCredentials, RefreshAttempt, Token, TokenStatus
 from portals.sweep import refresh_if_due
 from portals.tokens import get_access_token, refresh
@@ -226,3 +226,29 @@ def test_an_unknown_error_code_with_a_5xx_or_429_is_transient(fake_bitrix, token
         refresh("token")
     token.refresh_from_db()
     assert token.status == TokenStatus.REFRESH_FAILING
+
+
+# --- an interrupted refresh is found within a lease, not when its schedule comes round ---------
+def test_the_sweep_claims_an_interrupted_refresh_at_once(fake_bitrix, token):
+    from portals.sweep import claim_due_tokens
+
+    long_ago = timezone.now() - timedelta(minutes=5)
+    Token.objects.filter(pk=token.pk).update(
+        refresh_started_at=long_ago,
+        next_refresh_at=timezone.now() + timedelta(minutes=20),
+        claimed_until=timezone.now() + timedelta(minutes=5),  # a task lost with its worker
+    )
+    assert claim_due_tokens() == [token.pk]
+    assert refresh_if_due(token.pk) == "refreshed"
+    assert token.attempts.filter(outcome="interrupted").count() == 1
+
+
+def test_get_access_token_does_not_serve_a_pair_whose_refresh_died(fake_bitrix, token):
+    fake_bitrix.revoke_chain(token.refresh_token)  # Bitrix rotated; the answer never arrived
+    Token.objects.filter(pk=token.pk).update(
+        refresh_started_at=timezone.now() - timedelta(minutes=5)
+    )
+    with pytest.raises(PermanentOAuthError):
+        get_access_token("token")
+    assert Token.objects.get().status == TokenStatus.NEEDS_REAUTH
+    assert open_incident(token).permanent

@@ -12,7 +12,17 @@ from collections.abc import Mapping
 
 from django.views.decorators.debug import sensitive_variables
 
-from .base import Backend, CredentialField, Message, SendResult, gsm7_safe
+from .base import (
+    DELIVERED,
+    PENDING,
+    UNDELIVERED,
+    Backend,
+    CredentialField,
+    DeliveryReport,
+    Message,
+    SendResult,
+    gsm7_safe,
+)
 from .errors import (
     ConfigurationError,
     DeliveryError,
@@ -54,10 +64,14 @@ def get_backend(kind: str, credentials: Mapping[str, str], destination: str) -> 
 
 __all__ = [
     "BACKENDS",
+    "DELIVERED",
+    "PENDING",
+    "UNDELIVERED",
     "Backend",
     "ConfigurationError",
     "CredentialField",
     "DeliveryError",
+    "DeliveryReport",
     "Message",
     "PermanentDeliveryError",
     "SendResult",

@@ -5,19 +5,14 @@ A backend is a template method, like django-anymail's: `send()` asks the subclas
 request, posts it here (session, timeouts, transport errors, JSON decoding), then asks the
 subclass to read the answer. The subclass returns a `SendResult` or raises `self.error(...)`,
 which classifies the provider's error code with the subclass's `errors` table and falls back
-to the HTTP status for codes the table does not know.
+to the HTTP status for codes the table does not know. `check()` asks the same way what became
+of a message the provider accepted (its final delivery status), where the provider tells.
 """
 
 import logging
-import math
-import os
 import re
-import threading
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import requests
@@ -32,6 +27,10 @@ from .errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from .gsm7 import GSM7_CHARACTERS as GSM7_CHARACTERS  # re-exported with the rest of the base
+from .gsm7 import gsm7_safe as gsm7_safe
+from .http import BAD_URL, TRANSPORT_FAILURES, http_session
+from .http import parse_retry_after as parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +47,9 @@ class Message:
 class SendResult:
     provider_message_id: str
     detail: str  # a short human summary of the provider's answer; never a secret
+    # Set when the provider accepted the message but holds it back (Mandrill's hourly quota):
+    # not an error, yet not "all well" either, so the channel shows it.
+    delayed: str = ""
     # Set when the provider told us the destination moved (a Telegram group upgraded to a
     # supergroup) and the message went to the new one: store it on the channel.
     new_destination: str | None = None
@@ -75,10 +77,11 @@ class Rule:
 
 @dataclass(frozen=True, repr=False)
 class HttpRequest:
-    """What a backend wants posted. Its URL, body, auth or headers hold a credential, so its
+    """What a backend wants sent. Its URL, body, auth or headers hold a credential, so its
     repr shows none of them."""
 
     url: str
+    method: str = "POST"  # GET only for reading a message's status
     params: Mapping[str, str] | None = None  # query string
     data: Mapping[str, str] | None = None  # form body
     json: Any = None  # JSON body
@@ -87,6 +90,19 @@ class HttpRequest:
 
     def __repr__(self) -> str:
         return "HttpRequest(<hidden: holds credentials>)"
+
+
+PENDING, DELIVERED, UNDELIVERED = "pending", "delivered", "undelivered"
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What the provider says became of a message it accepted (its delivery status)."""
+
+    state: str  # PENDING, DELIVERED or UNDELIVERED
+    detail: str  # the provider's status in words; never a secret
+    # UNDELIVERED: the reason, classified like a send error (permanent: a person must act).
+    error: DeliveryError | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +119,9 @@ _AUTH = Rule(True, "Check this channel's credentials, then re-enable it.")
 _CLIENT_ERROR = Rule(True, "Check this channel's settings and recipient, then re-enable it.")
 _UNEXPECTED = Rule(False, "b24keeper could not read the answer. " + RETRY)
 _TRANSPORT = Rule(False, RETRY)
+_UNDELIVERED = Rule(
+    False, "The provider could not deliver it; b24keeper sends it again while the incident is open."
+)
 
 
 def rule_for_status(status: int | None) -> Rule:
@@ -116,62 +135,7 @@ def rule_for_status(status: int | None) -> Rule:
     return _AUTH if status in (401, 403) else _CLIENT_ERROR
 
 
-# (exception, code, what happened). Order matters: ConnectTimeout is also a ConnectionError.
-_TRANSPORT_FAILURES: tuple[tuple[type[requests.RequestException], str, str], ...] = (
-    (requests.ConnectTimeout, "connect_timeout", "did not accept a connection within {0:g} s"),
-    (
-        requests.ReadTimeout,
-        # Ambiguous: the request may have been processed, and no API here takes an
-        # idempotency key, so a retry can deliver twice. For an alert that is acceptable.
-        "read_timeout",
-        "did not answer within {1:g} s; the message may have been delivered anyway, so a "
-        "retry can deliver it twice",
-    ),
-    (
-        requests.ConnectionError,
-        "connection_error",
-        "could not be reached: connection refused, reset or TLS failure",
-    ),
-    (requests.RequestException, "request_error", "could not be reached"),
-)
-_BAD_URL = (
-    requests.exceptions.MissingSchema,
-    requests.exceptions.InvalidSchema,
-    requests.exceptions.InvalidURL,
-)
 _MAX_DESCRIPTION = 300
-
-_session_lock = threading.Lock()
-_session: requests.Session | None = None
-_session_pid = 0
-
-
-def http_session() -> requests.Session:
-    """The one pooled session of this process. Made anew after a fork (Celery's prefork pool),
-    so two processes never share a socket. It never retries by itself: a retry after the
-    request reached the provider can deliver twice, so retries are the caller's decision."""
-    global _session, _session_pid
-    with _session_lock:
-        if _session is None or _session_pid != os.getpid():
-            _session = requests.Session()
-            _session.headers["User-Agent"] = "b24keeper-notifications"
-            _session_pid = os.getpid()
-        return _session
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    value = (value or "").strip()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    seconds = (when - datetime.now(UTC)).total_seconds()
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 # --- Destinations ---------------------------------------------------------------------------
@@ -197,70 +161,6 @@ DESTINATIONS: dict[str, tuple[Callable[[str], object], str]] = {
 }
 
 
-# --- GSM-7 ----------------------------------------------------------------------------------
-# The GSM 03.38 basic set plus its extension table (an extension character costs two septets
-# but keeps the message GSM-7). One character outside them flips the whole SMS to UCS-2:
-# 70 characters per part instead of 160, so a one-part alert silently costs three parts.
-_GSM7_BASIC = (
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-GSM7_CHARACTERS = frozenset(_GSM7_BASIC + "^{}\\[~]|€")
-_LOOKALIKES = {
-    **dict.fromkeys("‘’‚‛′`´", "'"),
-    **dict.fromkeys("“”„‟″«»", '"'),
-    **dict.fromkeys("‐‑‒–—―−", "-"),
-    "…": "...",
-    "•": "*",
-    "·": ".",
-    "№": "No",
-    "\t": " ",
-    "©": "(c)",
-    "®": "(R)",
-    "™": "TM",
-    "×": "x",
-    # Latin letters that Unicode does not decompose into a base letter and a mark.
-    **{"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "œ": "oe", "Œ": "OE", "ı": "i", "ŀ": "l"},
-}
-_CYRILLIC = dict(
-    zip(
-        "абвгдеёжзийклмнопрстуфхцчшщъыьэюяіїєґў",
-        "a b v g d e e zh z i y k l m n o p r s t u f kh ts ch sh shch - y - e yu ya i yi ye g u"
-        "".split(),
-        strict=True,
-    )
-)
-# Invisible or pictorial: emoji, variation selectors, zero-width joiners, control characters.
-_DROPPED_CATEGORIES = frozenset({"Mn", "Me", "Cf", "Cc", "Cs", "Co", "Cn", "So", "Sk"})
-
-
-def _gsm7_char(char: str) -> str:
-    if char in GSM7_CHARACTERS:
-        return char
-    if char in _LOOKALIKES:
-        return _LOOKALIKES[char]
-    latin = _CYRILLIC.get(char.lower())
-    if latin is not None:
-        latin = latin.strip("-")
-        return latin.capitalize() if char.isupper() else latin
-    category = unicodedata.category(char)
-    if category == "Zs":  # NBSP, thin and narrow spaces
-        return " "
-    if category in ("Zl", "Zp"):
-        return "\n"
-    if category in _DROPPED_CATEGORIES:
-        return ""
-    # Accented letters outside GSM-7 (ç, ő, ā): keep the base letter.
-    base = "".join(c for c in unicodedata.normalize("NFKD", char) if c in GSM7_CHARACTERS)
-    return base or "?"
-
-
-def gsm7_safe(text: str) -> str:
-    """Text that fits the GSM-7 alphabet, so an SMS never flips to UCS-2. Curly quotes, dashes
-    and special spaces become ASCII, Cyrillic is transliterated, emoji are dropped."""
-    return "".join(_gsm7_char(char) for char in text)
-
-
 # --- The backend ----------------------------------------------------------------------------
 class Backend:
     kind: ClassVar[str]
@@ -272,6 +172,19 @@ class Backend:
     api_url_setting: ClassVar[str]
     # Provider error code -> Rule. Codes not listed fall back to rule_for_status().
     errors: ClassVar[Mapping[str, Rule]] = {}
+    # A backend whose provider reports a final delivery status implements status_request()
+    # and parse_status(). `undelivered` classifies the provider's reason for an undelivered
+    # message; reasons not listed are transient (the message is sent again).
+    checks_delivery: ClassVar[bool] = False
+    undelivered: ClassVar[Mapping[str, Rule]] = {}
+    # The setting that holds the provider's minimum seconds between two messages to one
+    # recipient (UniSender email); sending.py spaces the sends.
+    recipient_interval_setting: ClassVar[str | None] = None
+
+    @classmethod
+    def recipient_interval(cls) -> float:
+        name = cls.recipient_interval_setting
+        return float(getattr(settings, name)) if name else 0.0
 
     @sensitive_variables()
     def __init__(self, credentials: Mapping[str, str], destination: str) -> None:
@@ -289,6 +202,29 @@ class Backend:
 
     def parse_response(self, answer: HttpAnswer) -> SendResult:
         raise NotImplementedError
+
+    def status_request(self, provider_message_id: str) -> HttpRequest:
+        raise NotImplementedError
+
+    def parse_status(self, answer: HttpAnswer) -> DeliveryReport:
+        raise NotImplementedError
+
+    @sensitive_variables()
+    def check(self, provider_message_id: str) -> DeliveryReport:
+        """What became of a message this backend sent. Raises DeliveryError when the question
+        itself failed (the provider is down): that says nothing about the message."""
+        report = self.parse_status(self.post(self.status_request(provider_message_id)))
+        logger.info("%s message %s: %s", self.kind, provider_message_id, report.detail)
+        return report
+
+    def undelivered_report(
+        self, code: str, description: str, answer: HttpAnswer | None = None, key: str = ""
+    ) -> DeliveryReport:
+        """The report of a message the provider could not deliver, with its reason. `key`
+        looks up `undelivered` when it differs from the code shown to people."""
+        rule = self.undelivered.get(key or code, _UNDELIVERED)
+        error = self._error(rule, code, description, answer, None, from_provider=True)
+        return DeliveryReport(UNDELIVERED, f"{self.label} could not deliver it: {error}", error)
 
     @sensitive_variables()
     def send(self, message: Message) -> SendResult:
@@ -310,7 +246,8 @@ class Backend:
     def post(self, request: HttpRequest) -> HttpAnswer:
         headers = {"Accept": "application/json", **(request.headers or {})}
         try:
-            response = http_session().post(
+            response = http_session().request(
+                request.method,
                 request.url,
                 params=request.params,
                 data=request.data,
@@ -331,12 +268,12 @@ class Backend:
         raise failure
 
     def _transport_failure(self, err: requests.RequestException) -> Exception:
-        if isinstance(err, _BAD_URL):
+        if isinstance(err, BAD_URL):
             return ConfigurationError(
                 f"The setting {self.api_url_setting} is not a usable URL; set it to the "
                 f"{self.label} API's base URL."
             )
-        code, what = next((c, w) for t, c, w in _TRANSPORT_FAILURES if isinstance(err, t))
+        code, what = next((c, w) for t, c, w in TRANSPORT_FAILURES if isinstance(err, t))
         return self.error(
             code, what.format(*self.timeout), fallback=_TRANSPORT, from_provider=False
         )
@@ -378,6 +315,17 @@ class Backend:
         differs from the code shown to people; `fallback` replaces rule_for_status()."""
         status = answer.status if answer else None
         rule = self.errors.get(code if key is None else key) or fallback or rule_for_status(status)
+        return self._error(rule, code, description, answer, retry_after, from_provider)
+
+    def _error(
+        self,
+        rule: Rule,
+        code: str,
+        description: str,
+        answer: HttpAnswer | None,
+        retry_after: float | None,
+        from_provider: bool,
+    ) -> DeliveryError:
         waits = [w for w in (retry_after, answer and answer.retry_after, rule.retry_after) if w]
         error_class = PermanentDeliveryError if rule.permanent else TransientDeliveryError
         return error_class(
@@ -386,7 +334,7 @@ class Backend:
             provider=self.label,
             advice=rule.advice,
             retry_after=max(waits) if waits and not rule.permanent else None,
-            http_status=status,
+            http_status=answer.status if answer else None,
             from_provider=from_provider,
         )
 

@@ -1,25 +1,33 @@
 """Email through Mandrill (Mailchimp Transactional), using django-anymail's Mandrill backend
-(providers reference §4 and §8.4).
+(docs/notification-providers.md §4 and §8.4).
 
 anymail owns the HTTP here, so this backend overrides `deliver()` instead of building a request:
 it opens an explicit anymail connection (the site's EMAIL_BACKEND stays untouched), then maps
 anymail's outcome onto the same SendResult / DeliveryError as every other backend. Mandrill's
 HTTP status and numeric code have changed over the years, so errors are classified by `name`.
+
+A 200 is not always a success: a recipient can be rejected, or "queued" for a reason that means
+the account cannot send (`queued_reason`). What became of an email is read later from
+messages/info.json (`state`: sent, bounced, soft-bounced, rejected, …), our own JSON POST.
 """
 
 from collections.abc import Mapping
-from email.utils import formataddr
 from typing import Any
 
 import requests
 from anymail.exceptions import AnymailError, AnymailRequestsAPIError
+from anymail.utils import EmailAddress
 from django.core.mail import EmailMultiAlternatives, get_connection
 
 from .base import (
+    DELIVERED,
     DESTINATIONS,
+    PENDING,
     Backend,
     CredentialField,
+    DeliveryReport,
     HttpAnswer,
+    HttpRequest,
     Message,
     Rule,
     SendResult,
@@ -33,6 +41,27 @@ _FIX_ADDRESS += "Blacklist if the cause is fixed, then re-enable the channel."
 _BOUNCED = Rule(True, _FIX_ADDRESS)
 _BUG = Rule(True, "This is a bug in b24keeper, please report it.")
 _SUCCESS = frozenset({"sent", "queued", "scheduled"})
+# A "queued" answer whose queued_reason means the account cannot send now: a person must act.
+# A monthly limit resets too, but only weeks later: alerts cannot wait that long.
+_QUEUED_BLOCKED = {
+    "account-suspended": Rule(
+        True, "The Mandrill account is suspended; settle it with Mailchimp, then re-enable."
+    ),
+    "sending-suspended": Rule(
+        True, "Mandrill suspended sending for this account; ask Mailchimp support, then re-enable."
+    ),
+    "sending-paused": Rule(
+        True, "Sending is paused in Mandrill's settings; resume it, then re-enable this channel."
+    ),
+    "free-trial-sends-exhausted": Rule(
+        True, "The free trial's emails are used up; upgrade the Mandrill account, then re-enable."
+    ),
+    "monthly-limit-reached": Rule(
+        True, "The account reached its monthly limit; raise it in Mandrill, then re-enable."
+    ),
+}
+# messages/info.json `state` of an email that did not arrive (docs/notification-providers.md §4).
+_NOT_DELIVERED = frozenset({"bounced", "soft-bounced", "rejected", "spam", "unsub"})
 
 
 class MandrillBackend(Backend):
@@ -92,6 +121,15 @@ class MandrillBackend(Backend):
             "re-enable this channel.",
         ),
         "test-mode-limit": Rule(True, "Use a live Mandrill API key, not a test key."),
+        **_QUEUED_BLOCKED,
+    }
+    checks_delivery = True
+    undelivered = {
+        "bounced": _BOUNCED,
+        "rejected": _BOUNCED,
+        "spam": Rule(True, "The recipient marked an alert as spam; ask them to undo it."),
+        "unsub": Rule(True, "The recipient unsubscribed. " + _FIX_ADDRESS),
+        # soft-bounced (a full mailbox, a greylisting server): transient, sent again
     }
 
     def __init__(self, credentials: Mapping[str, str], destination: str) -> None:
@@ -137,12 +175,14 @@ class MandrillBackend(Backend):
             # We read the recipient's status ourselves, to classify a rejection.
             ignore_recipient_status=True,
         )
-        from_name = self.credentials["from_name"]
-        from_email = self.credentials["from_email"]
+        # anymail parses the From string into from_name and from_email. formataddr() would
+        # RFC 2047-encode a non-ASCII name, which anymail passes on, so Mandrill showed the
+        # literal "=?utf-8?b?…?="; a quoted plain name arrives as written.
+        sender = EmailAddress(self.credentials["from_name"], self.credentials["from_email"])
         email = EmailMultiAlternatives(
             subject=" ".join(message.subject.split()),  # a header: no line breaks
             body=message.text,
-            from_email=formataddr((from_name, from_email)) if from_name else from_email,
+            from_email=sender.address,
             to=[self.destination],
             connection=connection,
         )
@@ -183,10 +223,39 @@ class MandrillBackend(Backend):
             raise self.error(reason, message, answer, from_provider=False)
         if recipient.status not in _SUCCESS:
             raise self.unexpected(answer, f"answered with recipient status {recipient.status!r}")
+        queued_reason = str(item.get("queued_reason") or "") if recipient.status == "queued" else ""
+        if queued_reason in _QUEUED_BLOCKED:
+            raise self.error(queued_reason, f"queued the email: {queued_reason}", answer)
         detail = f"Mandrill {recipient.status} the email"
-        if item.get("queued_reason"):  # e.g. hourly-quota-exhausted: it goes out later
-            detail += f" ({item['queued_reason']})"
-        return SendResult(provider_message_id=recipient.message_id or "", detail=detail + ".")
+        delayed = ""
+        if queued_reason:  # hourly-quota-exhausted, sending-backlogged: it goes out later
+            detail += f" ({queued_reason})"
+            delayed = f"Mandrill holds the email back ({queued_reason}); it goes out later."
+        return SendResult(recipient.message_id or "", detail + ".", delayed=delayed)
+
+    def status_request(self, provider_message_id: str) -> HttpRequest:
+        return HttpRequest(
+            url=f"{self.api_url}/messages/info.json",
+            json={"key": self.credentials["api_key"], "id": provider_message_id},
+        )
+
+    def parse_status(self, answer: HttpAnswer) -> DeliveryReport:
+        body = answer.body if isinstance(answer.body, dict) else {}
+        if body.get("status") == "error":
+            if body.get("name") == "Unknown_Message":  # not searchable yet, a few seconds in
+                return DeliveryReport(PENDING, "Mandrill does not list the email yet.")
+            name = str(body.get("name") or f"http_{answer.status}")
+            raise self.error(name, str(body.get("message") or name), answer)
+        if answer.status != 200 or "state" not in body:
+            raise self.unexpected(answer, f"answered HTTP {answer.status} without a state")
+        state = str(body["state"])
+        if state == "sent":
+            return DeliveryReport(DELIVERED, "Mandrill: the email was delivered.")
+        if state in _NOT_DELIVERED:
+            events = [e for e in body.get("smtp_events") or [] if isinstance(e, dict)]
+            reason = str(body.get("bounce_description") or (events and events[-1].get("diag")))
+            return self.undelivered_report(state, reason or state, answer)
+        return DeliveryReport(PENDING, f"Mandrill: the email is {state}.")  # deferred, queued
 
     def _raw_item(self, response: requests.Response | None) -> dict[str, Any]:
         """Our recipient's object from Mandrill's raw answer."""

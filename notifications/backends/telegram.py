@@ -1,4 +1,4 @@
-"""Telegram bot messages through the Bot API's `sendMessage` (providers reference §6).
+"""Telegram bot messages through the Bot API's `sendMessage` (docs/notification-providers.md §6).
 
 One JSON POST by hand: python-telegram-bot is async-only, not worth an event loop per Celery
 task. The bot token is part of the URL path, so this module also keeps it out of urllib3's

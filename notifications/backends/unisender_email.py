@@ -1,18 +1,33 @@
-"""Email through the UniSender (Selzy) classic API, `sendEmail` (providers reference §5a).
+"""Email through the UniSender (Selzy) classic API, `sendEmail` (docs/notification-providers.md
+§5a).
 
 Mind UniSender's rules for this method: 60 calls a minute, at least 60 s between two emails to
-the same address, and a sender address confirmed in the account. `error_checking=1` makes the
-answer carry one result (an id or errors) per recipient, even inside an HTTP 200.
+the same address (UNISENDER_EMAIL_MIN_INTERVAL; sending.py spaces them), and a sender address
+confirmed in the account. `error_checking=1` makes the answer carry one result (an id or
+errors) per recipient, even inside an HTTP 200. `checkEmail` tells later whether it arrived.
 """
+
+from typing import ClassVar
 
 from django.utils.html import linebreaks
 
-from .base import CredentialField, HttpAnswer, HttpRequest, Message, Rule, SendResult
+from .base import (
+    CredentialField,
+    DeliveryReport,
+    HttpAnswer,
+    HttpRequest,
+    Message,
+    Rule,
+    SendResult,
+)
 from .unisender_sms import ERRORS, UniSenderBackend
 
+# UniSender documents few per-recipient codes: an unknown one (the answer to a second email
+# within the minute among them) is most likely passing, so it is retried, not disabling.
 _UNKNOWN_RECIPIENT_ERROR = Rule(
-    True, "Read UniSender's message above, fix the cause, then re-enable this channel."
+    False, "UniSender did not take the email for this address now; it is sent again.", 60
 )
+_BAD_ADDRESS = Rule(True, "The address does not take mail; correct it on this channel.")
 
 
 class UniSenderEmailBackend(UniSenderBackend):
@@ -50,6 +65,27 @@ class UniSenderEmailBackend(UniSenderBackend):
             True, "Confirm the sender address in UniSender, then re-enable this channel."
         ),
     }
+    recipient_interval_setting = "UNISENDER_EMAIL_MIN_INTERVAL"
+    checks_delivery = True
+    # "err_will_retry", "err_resend": an attempt failed and UniSender keeps trying.
+    pending_statuses: ClassVar[frozenset[str]] = frozenset(
+        {"not_sent", "ok_sent", "err_will_retry", "err_resend"}
+    )
+    # checkEmail statuses of an email that will not arrive; the others are transient.
+    undelivered = {
+        "err_user_unknown": _BAD_ADDRESS,
+        "err_user_inactive": _BAD_ADDRESS,
+        "err_mailbox_discarded": _BAD_ADDRESS,
+        "err_no_dns": _BAD_ADDRESS,
+        "err_domain_inactive": _BAD_ADDRESS,
+        "err_blacklisted": Rule(True, "UniSender blocks this address; choose another one."),
+        "err_unsubscribed": Rule(
+            True, "The recipient unsubscribed from the alert list; they must subscribe again."
+        ),
+        "err_spam_rejected": Rule(
+            True, "The recipient's server took the alert for spam; whitelist the sender there."
+        ),
+    }
 
     def build_request(self, message: Message) -> HttpRequest:
         return self.unisender_request(
@@ -85,3 +121,16 @@ class UniSenderEmailBackend(UniSenderBackend):
         if not item.get("id"):
             raise self.unexpected(answer, "answered without an email id")
         return SendResult(str(item["id"]), f"UniSender accepted the email.{warnings}")
+
+    def status_request(self, provider_message_id: str) -> HttpRequest:
+        return self.unisender_request({"email_id": provider_message_id}, method="checkEmail")
+
+    def parse_status(self, answer: HttpAnswer) -> DeliveryReport:
+        result = self.checked_result(answer)
+        statuses = result.get("statuses") if isinstance(result, dict) else None
+        status = ""
+        if isinstance(statuses, list) and statuses and isinstance(statuses[0], dict):
+            status = str(statuses[0].get("status") or "")
+        elif isinstance(result, dict):  # the single-id shape kept for backward compatibility
+            status = str(result.get("status") or "")
+        return self.report(status, "email")

@@ -1,16 +1,21 @@
-"""SMS through the UniSender (Selzy) classic API, `sendSms` (providers reference §3).
+"""SMS through the UniSender (Selzy) classic API, `sendSms` (docs/notification-providers.md
+§3).
 
 No maintained library exists, so this is one hand-written form POST. The classic API reports
 errors in the body with HTTP 200 (`{"error": ..., "code": ...}`), so every answer is parsed.
-`UniSenderBackend` here is also the base of the `sendEmail` backend.
+`UniSenderBackend` here is also the base of the `sendEmail` backend. The carrier's verdict is
+read later with `checkSms` (`result.status`: `ok_delivered`, or an `err_…` reason).
 """
 
 import html
 from typing import Any, ClassVar
 
 from .base import (
+    DELIVERED,
+    PENDING,
     Backend,
     CredentialField,
+    DeliveryReport,
     HttpAnswer,
     HttpRequest,
     Message,
@@ -58,10 +63,12 @@ class UniSenderBackend(Backend):
     api_url_setting = "UNISENDER_API_URL"
     method: ClassVar[str]
     errors: ClassVar[dict[str, Rule]] = ERRORS
+    # Statuses that are not final yet, whatever their prefix.
+    pending_statuses: ClassVar[frozenset[str]] = frozenset({"not_sent", "ok_sent"})
 
-    def unisender_request(self, fields: dict[str, str]) -> HttpRequest:
+    def unisender_request(self, fields: dict[str, str], method: str = "") -> HttpRequest:
         return HttpRequest(
-            url=f"{self.api_url}/{LANGUAGE}/api/{self.method}",
+            url=f"{self.api_url}/{LANGUAGE}/api/{method or self.method}",
             params={"format": "json"},
             # The key goes in the POST body, not the query, to stay out of proxy logs.
             data={"api_key": self.credentials["api_key"], **fields},
@@ -79,6 +86,15 @@ class UniSenderBackend(Backend):
         if "result" not in body:
             raise self.unexpected(answer, "answered with neither a result nor an error")
         return body["result"]
+
+    def report(self, status: str, what: str) -> DeliveryReport:
+        """checkSms and checkEmail share the convention: `err_…` failed, `ok_…` is on its way
+        or arrived, `not_sent` is not processed yet (docs/notification-providers.md §5a)."""
+        if status in self.pending_statuses or not status.startswith(("ok_", "err_")):
+            return DeliveryReport(PENDING, f"UniSender: the {what} is {status or 'unknown'}.")
+        if status.startswith("err_"):
+            return self.undelivered_report(status, status.removeprefix("err_").replace("_", " "))
+        return DeliveryReport(DELIVERED, f"UniSender: the {what} was delivered ({status}).")
 
     @staticmethod
     def warnings(body: Any) -> str:
@@ -110,6 +126,17 @@ class UniSenderSmsBackend(UniSenderBackend):
         ),
     )
 
+    checks_delivery = True
+    # checkSms statuses of an SMS that was not delivered; the others are transient.
+    undelivered = {
+        "err_dest_invalid": Rule(True, "Check the recipient's phone number, then re-enable it."),
+        "err_src_invalid": Rule(True, "Register the sender name in UniSender, then re-enable it."),
+        "err_not_allowed": Rule(
+            True, "UniSender may not send to this number; ask its support, then re-enable it."
+        ),
+        "err_skip_letter": Rule(True, "UniSender skipped the SMS; ask its support why."),
+    }
+
     def build_request(self, message: Message) -> HttpRequest:
         return self.unisender_request(
             {
@@ -131,3 +158,11 @@ class UniSenderSmsBackend(UniSenderBackend):
             provider_message_id=str(result["sms_id"]),
             detail=f"UniSender accepted the SMS ({price}).{self.warnings(answer.body)}",
         )
+
+    def status_request(self, provider_message_id: str) -> HttpRequest:
+        return self.unisender_request({"sms_id": provider_message_id}, method="checkSms")
+
+    def parse_status(self, answer: HttpAnswer) -> DeliveryReport:
+        result = self.checked_result(answer)
+        status = str(result.get("status") or "") if isinstance(result, dict) else ""
+        return self.report(status, "SMS")

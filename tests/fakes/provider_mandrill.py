@@ -1,11 +1,14 @@
-"""A wire-level fake of Mandrill's messages/send.json (providers reference §4).
+"""A wire-level fake of Mandrill's messages/send.json and messages/info.json
+(docs/notification-providers.md §4).
 
 Wrong keys get the historical answer (HTTP 500, code -1, name Invalid_Key); the 2026 variant
-(HTTP 401, code 401) is the `invalid_key_401` fault. A 200 can still carry a rejection.
+(HTTP 401, code 401) is the `invalid_key_401` fault. A 200 can still carry a rejection, or a
+"queued" whose `queued_reason=` (option of the `queued` fault) says the account cannot send.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -23,6 +26,11 @@ _MESSAGE = {
     "signing_domain", "return_path_domain", "merge", "merge_language", "global_merge_vars",
     "merge_vars", "subaccount", "recipient_metadata", "attachments", "images",
 }  # fmt: skip
+_ENCODED_WORD = re.compile(r"=\?[^?]+\?[bBqQ]\?")
+# messages/info.json `state` for each fate; an undelivered one takes `state=` (bounced,
+# soft-bounced, rejected, …) and `diag=` (the receiving server's answer).
+_STATES = {"pending": "deferred", "delivered": "sent", "undelivered": "soft-bounced"}
+_DIAGS = {"deferred": "451 4.3.5 Try again later", "sent": "250 2.0.0 OK"}
 
 
 def mandrill_error(status: int, code: int, name: str, message: str) -> Reply:
@@ -53,6 +61,7 @@ class FakeMandrill(FakeProviderServer):
     def __init__(self, api_key: str = API_KEY, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.api_key = api_key
+        self._sent: dict[str, tuple[str, str]] = {}  # message id -> (recipient, subject)
 
     def problems(self, request: RecordedRequest) -> list[str]:
         problems = []
@@ -83,6 +92,11 @@ class FakeMandrill(FakeProviderServer):
                      if not message.get(name)]  # fmt: skip
         if not (message.get("text") or message.get("html")):
             problems.append("message has neither text nor html")
+        if _ENCODED_WORD.search(str(message.get("from_name", ""))):
+            problems.append(
+                f"from_name is RFC 2047-encoded; Mandrill shows it literally: "
+                f"{message['from_name']!r}"
+            )
         return problems
 
     def authenticate(self, request: RecordedRequest) -> Reply | None:
@@ -91,15 +105,15 @@ class FakeMandrill(FakeProviderServer):
         return None
 
     def success(self, request: RecordedRequest) -> Reply:
-        return Reply(
-            200, [self._recipient(r["email"], "sent") for r in request.body["message"]["to"]]
-        )
+        message = request.body["message"]
+        return Reply(200, [self._recipient(r["email"], "sent", message) for r in message["to"]])
 
-    @staticmethod
-    def _recipient(email: str, status: str, **extra: Any) -> dict[str, Any]:
+    def _recipient(self, email: str, status: str, message: Any, **extra: Any) -> dict[str, Any]:
         item: dict[str, Any] = {"email": email, "status": status, "reject_reason": None}
         if status in ("sent", "queued", "scheduled"):
-            item["_id"] = uuid.uuid4().hex  # missing for rejected and invalid recipients
+            # Missing for rejected and invalid recipients.
+            item["_id"] = self.register(uuid.uuid4().hex)
+            self._sent[item["_id"]] = (email, str(message.get("subject")))
         return {**item, **extra}
 
     def bad_request(self, request: RecordedRequest, problems: list[str]) -> Reply:
@@ -112,11 +126,55 @@ class FakeMandrill(FakeProviderServer):
             return Reply(status, message, content_type="text/plain; charset=utf-8")
         if status != 200:
             return mandrill_error(status, code, name, message)
-        emails = [r["email"] for r in request.body["message"]["to"]]
+        sent = request.body["message"]
+        emails = [r["email"] for r in sent["to"]]
         if kind == "queued":
-            return Reply(200, [self._recipient(e, name, queued_reason=message) for e in emails])
+            why = options.get("queued_reason", message)
+            return Reply(200, [self._recipient(e, name, sent, queued_reason=why) for e in emails])
         reason = options.get("reason", message or None)
-        return Reply(200, [self._recipient(e, name, reject_reason=reason) for e in emails])
+        return Reply(200, [self._recipient(e, name, sent, reject_reason=reason) for e in emails])
 
     def rate_limit_body(self, request: RecordedRequest) -> Any:
         return mandrill_error(429, 429, "RequestLimitExceeded", "Too many requests").body
+
+    # --- messages/info.json ---------------------------------------------------------------
+    def is_status_request(self, request: RecordedRequest) -> bool:
+        return request.path == f"{self.path_prefix}/messages/info.json"
+
+    def status_problems(self, request: RecordedRequest) -> list[str]:
+        problems = [] if request.method == "POST" else [f"expected POST, got {request.method}"]
+        body = request.body
+        if request.content_type != "application/json" or not isinstance(body, dict):
+            return [*problems, f"expected a JSON object, got {request.content_type or 'none'}"]
+        return problems + [f"unexpected field {name!r}" for name in set(body) ^ {"key", "id"}]
+
+    def status_message_id(self, request: RecordedRequest) -> str:
+        return str(request.body.get("id"))
+
+    def unknown_message(self, request: RecordedRequest, message_id: str) -> Reply:
+        return mandrill_error(
+            500, 11, "Unknown_Message", f"No message exists with the id '{message_id}'"
+        )
+
+    def status_reply(
+        self, request: RecordedRequest, message_id: str, state: str, details: dict[str, Any]
+    ) -> Reply:
+        email, subject = self._sent[message_id]
+        state = details.get("state", _STATES[state]) if state == "undelivered" else _STATES[state]
+        diag = details.get("diag", _DIAGS.get(state, "452 4.2.2 Mailbox full"))
+        event = {"ts": 1772532005, "type": state, "diag": diag}
+        body = {
+            "ts": 1772532000,
+            "_id": message_id,
+            "sender": FROM_EMAIL,
+            "template": None,
+            "subject": subject,
+            "email": email,
+            "tags": [],
+            "opens": 0,
+            "clicks": 0,
+            "state": state,
+            "metadata": {},
+            "smtp_events": [event],
+        }
+        return Reply(200, body)

@@ -1,4 +1,5 @@
-"""A wire-level fake of the legacy MessageBird REST API, POST /messages (providers reference §2).
+"""A wire-level fake of the legacy MessageBird REST API (docs/notification-providers.md §2):
+POST /messages, and GET /messages/<id> for the recipient's delivery status.
 
 Like the real API it takes a JSON or a form body, and `recipients` as an array or a comma
 string.
@@ -16,6 +17,7 @@ ACCESS_KEY = "mb-live-FAKEaccesskey000000000"
 ORIGINATOR = "AcmeOps"
 
 _MSISDN_RE = re.compile(r"\+?[1-9]\d{6,14}")
+_MESSAGE_RE = re.compile(r"/messages/([0-9a-f]+)")
 _ORIGINATOR_RE = re.compile(r"[A-Za-z0-9 ]{1,11}|\+?\d{3,16}")
 _FIELDS = {
     "originator",
@@ -74,6 +76,7 @@ class FakeMessageBird(FakeProviderServer):
     def __init__(self, access_key: str = ACCESS_KEY, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.access_key = access_key
+        self._sent: dict[str, tuple[dict[str, Any], int]] = {}
 
     def problems(self, request: RecordedRequest) -> list[str]:
         problems = []
@@ -109,40 +112,45 @@ class FakeMessageBird(FakeProviderServer):
 
     def success(self, request: RecordedRequest) -> Reply:
         body = request.body
-        message_id = uuid.uuid4().hex
+        message_id = self.register(uuid.uuid4().hex)
         recipient = int(_recipients(body["recipients"])[0].lstrip("+"))  # a number, not a string
-        return Reply(
-            201,
-            {
-                "id": message_id,
-                "href": f"https://rest.messagebird.com/messages/{message_id}",
-                "direction": "mt",
-                "type": "sms",
-                "originator": body["originator"],
-                "body": body["body"],
-                "reference": None,
-                "validity": None,
-                "gateway": 10,
-                "datacoding": "plain",
-                "mclass": 1,
-                "scheduledDatetime": None,
-                "createdDatetime": "2026-03-03T10:00:00+00:00",
-                "recipients": {
-                    "totalCount": 1,
-                    "totalSentCount": 1,
-                    "totalDeliveredCount": 0,
-                    "totalDeliveryFailedCount": 0,
-                    "items": [
-                        {
-                            "recipient": recipient,
-                            "status": "sent",
-                            "statusDatetime": "2026-03-03T10:00:00+00:00",
-                            "messagePartCount": 1,
-                        }
-                    ],
-                },
+        self._sent[message_id] = (body, recipient)
+        return Reply(201, self._message(message_id, body, recipient, "sent", {}))
+
+    def _message(
+        self, message_id: str, body: dict[str, Any], recipient: int, status: str, why: dict
+    ) -> dict[str, Any]:
+        failed = status in ("delivery_failed", "expired")
+        item = {
+            "recipient": recipient,
+            "status": status,
+            "statusReason": why.get("reason", "unavailable subscriber") if failed else None,
+            "statusErrorCode": why.get("code", 27) if failed else None,
+            "statusDatetime": "2026-03-03T10:00:05+00:00",
+            "messagePartCount": 1,
+        }
+        return {
+            "id": message_id,
+            "href": f"https://rest.messagebird.com/messages/{message_id}",
+            "direction": "mt",
+            "type": "sms",
+            "originator": body["originator"],
+            "body": body["body"],
+            "reference": None,
+            "validity": None,
+            "gateway": 10,
+            "datacoding": "plain",
+            "mclass": 1,
+            "scheduledDatetime": None,
+            "createdDatetime": "2026-03-03T10:00:00+00:00",
+            "recipients": {
+                "totalCount": 1,
+                "totalSentCount": 1,
+                "totalDeliveredCount": int(status == "delivered"),
+                "totalDeliveryFailedCount": int(failed),
+                "items": [item],
             },
-        )
+        }
 
     def bad_request(self, request: RecordedRequest, problems: list[str]) -> Reply:
         return messagebird_errors(422, (9, "; ".join(problems), None))
@@ -154,3 +162,28 @@ class FakeMessageBird(FakeProviderServer):
     def rate_limit_body(self, request: RecordedRequest) -> Any:
         # Not documented for the legacy API; the usual error shape without a known code.
         return {"errors": [{"code": 429, "description": "Too Many Requests", "parameter": None}]}
+
+    # --- GET /messages/<id> ---------------------------------------------------------------
+    def is_status_request(self, request: RecordedRequest) -> bool:
+        return bool(_MESSAGE_RE.fullmatch(request.path))
+
+    def status_problems(self, request: RecordedRequest) -> list[str]:
+        problems = []
+        if request.method != "GET":
+            problems.append(f"expected GET {request.path}, got {request.method}")
+        if (request.header("Authorization") or "").split(" ")[0] != "AccessKey":
+            problems.append("expected Authorization: AccessKey …")
+        return problems
+
+    def status_message_id(self, request: RecordedRequest) -> str:
+        return _MESSAGE_RE.fullmatch(request.path).group(1)
+
+    def unknown_message(self, request: RecordedRequest, message_id: str) -> Reply:
+        return self.error_reply("not_found", request, {})
+
+    def status_reply(
+        self, request: RecordedRequest, message_id: str, state: str, details: dict[str, Any]
+    ) -> Reply:
+        status = {"pending": "sent", "delivered": "delivered"}.get(state, "delivery_failed")
+        body, recipient = self._sent[message_id]
+        return Reply(200, self._message(message_id, body, recipient, status, details))

@@ -1,4 +1,4 @@
-"""A wire-level fake of the Telegram Bot API's sendMessage (providers reference §6).
+"""A wire-level fake of the Telegram Bot API's sendMessage (docs/notification-providers.md §6).
 
 Like the real API it answers 401 to a well-formed but unknown token and 404 to a malformed one.
 """

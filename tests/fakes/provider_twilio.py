@@ -1,4 +1,5 @@
-"""A wire-level fake of Twilio's Messages API (providers reference §1)."""
+"""A wire-level fake of Twilio's Messages API (docs/notification-providers.md §1): sending,
+and reading a message back (GET …/Messages/<sid>.json) for its delivery status."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import re
 import uuid
 from typing import Any
 
-from .providers import FakeProviderServer, RecordedRequest, Reply, basic_auth, is_gsm7
+from .providers import (
+    FakeProviderServer,
+    RecordedRequest,
+    Reply,
+    basic_auth,
+    is_gsm7,
+    sms_segments,
+)
 
 ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
 AUTH_TOKEN = "tw-auth-token-FAKE-0000000000000000"
@@ -14,6 +22,7 @@ SENDER = "+15550100999"
 MESSAGING_SERVICE_SID = "MG0123456789abcdef0123456789abcdef"
 
 _PATH_RE = re.compile(r"/2010-04-01/Accounts/([^/]+)/Messages\.json")
+_MESSAGE_RE = re.compile(r"/2010-04-01/Accounts/([^/]+)/Messages/([^/]+)\.json")
 _E164_RE = re.compile(r"\+[1-9]\d{6,14}")
 _FIELDS = {
     "To",
@@ -113,7 +122,7 @@ class FakeTwilio(FakeProviderServer):
         return problems
 
     def authenticate(self, request: RecordedRequest) -> Reply | None:
-        match = _PATH_RE.fullmatch(request.path)
+        match = _PATH_RE.fullmatch(request.path) or _MESSAGE_RE.fullmatch(request.path)
         if match and match.group(1) != self.account_sid:
             return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
         if basic_auth(request) != (self.account_sid, self.auth_token):
@@ -123,15 +132,16 @@ class FakeTwilio(FakeProviderServer):
     def success(self, request: RecordedRequest) -> Reply:
         form = request.body
         service = form.get("MessagingServiceSid")
+        segments = str(sms_segments(form["Body"]))
         return Reply(
             201,
             {
-                "sid": "SM" + uuid.uuid4().hex,
+                "sid": self.register("SM" + uuid.uuid4().hex),
                 "status": "accepted" if service else "queued",
                 "to": form["To"],
                 "from": form.get("From"),
                 "body": form["Body"],
-                "num_segments": "0" if service else "1",  # strings, as Twilio sends them
+                "num_segments": "0" if service else segments,  # strings, as Twilio sends them
                 "num_media": "0",
                 "error_code": None,
                 "error_message": None,
@@ -154,3 +164,43 @@ class FakeTwilio(FakeProviderServer):
 
     def rate_limit_body(self, request: RecordedRequest) -> Any:
         return twilio_error(429, 20429, "Too Many Requests").body
+
+    # --- GET …/Messages/<sid>.json --------------------------------------------------------
+    def is_status_request(self, request: RecordedRequest) -> bool:
+        return bool(_MESSAGE_RE.fullmatch(request.path))
+
+    def status_problems(self, request: RecordedRequest) -> list[str]:
+        problems = []
+        if request.method != "GET":
+            problems.append(f"expected GET {request.path}, got {request.method}")
+        if (request.header("Authorization") or "").split(" ")[0] != "Basic":
+            problems.append("expected HTTP Basic auth")
+        if "application/json" not in (request.header("Accept") or ""):
+            problems.append("expected Accept: application/json")
+        return problems
+
+    def status_message_id(self, request: RecordedRequest) -> str:
+        return _MESSAGE_RE.fullmatch(request.path).group(2)
+
+    def unknown_message(self, request: RecordedRequest, message_id: str) -> Reply:
+        return twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+
+    def status_reply(
+        self, request: RecordedRequest, message_id: str, state: str, details: dict[str, Any]
+    ) -> Reply:
+        # "sent": the carrier has it and has not answered (some never do).
+        status = {"pending": "sent", "delivered": "delivered"}.get(state, "undelivered")
+        failed = state == "undelivered"
+        return Reply(
+            200,
+            {
+                "sid": message_id,
+                "status": details.get("status", status) if failed else status,
+                "error_code": details.get("code", 30003) if failed else None,  # an integer
+                "error_message": details.get("message") if failed else None,  # often null
+                "account_sid": self.account_sid,
+                "direction": "outbound-api",
+                "api_version": "2010-04-01",
+                "uri": request.path,
+            },
+        )

@@ -1,10 +1,19 @@
-"""A wire-level fake of the UniSender (Selzy) classic API: sendSms and sendEmail (providers
-reference §3 and §5a). Like the real API it reports errors in the body of an HTTP 200."""
+"""A wire-level fake of the UniSender (Selzy) classic API (docs/notification-providers.md §3
+and §5a): sendSms and sendEmail, and checkSms and checkEmail for the delivery status. Like the
+real API it reports errors in the body of an HTTP 200.
+
+With `email_interval` (seconds) it also keeps UniSender's rule for sendEmail: a second email
+to one address within that time is refused for that recipient. UniSender documents the rule
+but not the code it answers with; the fake's `too_frequent` is ours, and deliberately one
+b24keeper's table does not know. Sending that fast is a client bug, so it is also a violation.
+"""
 
 from __future__ import annotations
 
 import random
 import re
+import threading
+import time
 from typing import Any
 
 from .providers import FakeProviderServer, RecordedRequest, Reply, is_gsm7
@@ -18,6 +27,7 @@ LIST_ID = "4242"
 _PATH_RE = re.compile(r"/(en|ru|it|ua)/api/(\w+)")
 _PHONE_RE = re.compile(r"\+?[1-9]\d{6,14}")
 _SMS_FIELDS = {"api_key", "phone", "sender", "text"}
+_CHECK_FIELDS = {"checkSms": {"api_key", "sms_id"}, "checkEmail": {"api_key", "email_id"}}
 _EMAIL_REQUIRED = {"api_key", "email", "sender_name", "sender_email", "subject", "body", "list_id"}
 _EMAIL_OPTIONAL = {"error_checking", "track_read", "track_links", "lang", "cc", "wrap_type"}
 
@@ -47,11 +57,18 @@ class FakeUniSender(FakeProviderServer):
         "unchecked_sender_email": "Sender address is not confirmed",
         "legacy_email_id": "",  # success without error_checking: {"result": {"email_id": ...}}
         "with_warning": "",  # success with a warnings list
+        # A per-recipient error code UniSender does not document (see the module docstring).
+        "unknown_recipient_error": "Sending to this address is not possible right now",
     }
 
-    def __init__(self, api_key: str = API_KEY, **kwargs: Any) -> None:
+    def __init__(
+        self, api_key: str = API_KEY, *, email_interval: float = 0.0, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.api_key = api_key
+        self.email_interval = email_interval
+        self.email_times: dict[str, list[float]] = {}  # address -> when sendEmail took one
+        self._times_lock = threading.Lock()
 
     def problems(self, request: RecordedRequest) -> list[str]:
         problems = []
@@ -65,6 +82,9 @@ class FakeUniSender(FakeProviderServer):
         if request.content_type != "application/x-www-form-urlencoded":
             return [*problems, f"expected a form body, got {request.content_type or 'none'}"]
         method = match.group(2) if match else ""
+        if method in _CHECK_FIELDS:
+            unexpected = set(request.body) ^ _CHECK_FIELDS[method]
+            return problems + [f"unexpected field {name!r}" for name in unexpected]
         if method == "sendSms":
             return problems + self._sms_problems(request.body)
         if method == "sendEmail":
@@ -100,21 +120,38 @@ class FakeUniSender(FakeProviderServer):
 
     def success(self, request: RecordedRequest) -> Reply:
         if request.path.endswith("/sendSms"):
-            sms_id = str(random.randrange(10**12, 10**13))
+            sms_id = self.register(str(random.randrange(10**12, 10**13)))
             return Reply(200, {"result": {"currency": "RUB", "price": 3.5, "sms_id": sms_id}})
-        email_id = str(random.randrange(10**10, 10**11))
-        return Reply(
-            200, {"result": [{"index": 0, "email": request.body["email"], "id": email_id}]}
-        )
+        address = request.body["email"]
+        if self._too_soon(address):
+            self.violations.append(f"two emails to {address} within {self.email_interval:g} s")
+            return self._recipient_error(request, "too_frequent", "Too frequent sending")
+        email_id = self.register(str(random.randrange(10**10, 10**11)))
+        return Reply(200, {"result": [{"index": 0, "email": address, "id": email_id}]})
+
+    def _too_soon(self, address: str) -> bool:
+        """Record an email to `address`; True when the one before was too recent."""
+        now = time.monotonic()
+        with self._times_lock:
+            times = self.email_times.setdefault(address.lower(), [])
+            too_soon = bool(times) and now - times[-1] < self.email_interval
+            if not too_soon:
+                times.append(now)
+        return too_soon
+
+    @staticmethod
+    def _recipient_error(request: RecordedRequest, code: str, message: str) -> Reply:
+        errors = [{"code": code, "message": message}]
+        result = [{"index": 0, "email": request.body["email"], "errors": errors}]
+        return Reply(200, {"result": result})
 
     def bad_request(self, request: RecordedRequest, problems: list[str]) -> Reply:
         return unisender_error("; ".join(problems), "invalid_arg")
 
     def error_reply(self, kind: str, request: RecordedRequest, options: dict[str, Any]) -> Reply:
-        if kind == "unchecked_sender_email":
-            errors = [{"code": kind, "message": self.errors[kind]}]
-            result = [{"index": 0, "email": request.body["email"], "errors": errors}]
-            return Reply(200, {"result": result})
+        if kind in ("unchecked_sender_email", "unknown_recipient_error"):
+            code = "too_frequent" if kind == "unknown_recipient_error" else kind
+            return self._recipient_error(request, code, self.errors[kind])
         if kind == "legacy_email_id":
             return Reply(200, {"result": {"email_id": "95381246377"}})
         if kind == "with_warning":
@@ -132,3 +169,30 @@ class FakeUniSender(FakeProviderServer):
             self.errors["api_call_limit_exceeded_for_api_key"],
             "api_call_limit_exceeded_for_api_key",
         ).body
+
+    # --- checkSms, checkEmail -------------------------------------------------------------
+    def is_status_request(self, request: RecordedRequest) -> bool:
+        match = _PATH_RE.fullmatch(request.path)
+        return bool(match) and match.group(2) in _CHECK_FIELDS
+
+    def status_problems(self, request: RecordedRequest) -> list[str]:
+        return self.problems(request)
+
+    def status_message_id(self, request: RecordedRequest) -> str:
+        return str(request.body.get("sms_id") or request.body.get("email_id") or "")
+
+    def unknown_message(self, request: RecordedRequest, message_id: str) -> Reply:
+        # Not documented; what the classic API says to an argument it cannot use.
+        return unisender_error(f"Invalid argument: no message {message_id}", "invalid_arg")
+
+    def status_reply(
+        self, request: RecordedRequest, message_id: str, state: str, details: dict[str, Any]
+    ) -> Reply:
+        default = "err_delivery_failed" if state == "undelivered" else ""
+        status = {"pending": "ok_sent", "delivered": "ok_delivered"}.get(state, default)
+        status = details.get("status", status) if state == "undelivered" else status
+        if request.path.endswith("/checkSms"):
+            return Reply(200, {"result": {"status": status}})
+        # One id asked: the single `status` sits next to `statuses`, for old clients.
+        statuses = [{"id": int(message_id), "status": status}]
+        return Reply(200, {"result": {"statuses": statuses, "status": status}})

@@ -2,7 +2,7 @@
 
 Each fake is a real HTTP server on 127.0.0.1 (the standard library's ThreadingHTTPServer on
 port 0, in a daemon thread) that checks every request the way the provider does and answers
-with the provider's real success and error shapes (see /work/shared/notification-providers.md).
+with the provider's real success and error shapes (see docs/notification-providers.md).
 The providers themselves live in `provider_<name>.py`:
 
     with FakeTelegram() as fake:
@@ -19,7 +19,8 @@ Two kinds of wrong request are kept apart:
   missing field, a non-GSM-7 SMS) is recorded in `.violations` and answered the way the
   provider would; `assert_clean()` fails the test.
 
-`fail_next(kind, **options)` queues an answer for the next request that passes those checks.
+`fail_next(kind, **options)` queues an answer for the next send that passes those checks
+(`endpoint="status"`: for the next question about a message's status).
 Every fake knows the generic kinds below, plus its provider's documented errors (`.error_kinds`):
 
     rate_limited  HTTP 429 in the provider's shape; `retry_after=` adds a Retry-After header
@@ -27,6 +28,16 @@ Every fake knows the generic kinds below, plus its provider's documented errors 
     timeout       the normal answer, but only after `delay=` seconds (default .timeout_delay)
     garbage       HTTP `status=` (default 200) with a cut-off body that is not JSON
     disconnect    close the connection without answering
+
+Where the provider reports what became of a message (Twilio, MessageBird, UniSender, Mandrill),
+the fake answers its status endpoint too. Each message it accepts gets a fate: delivered, unless
+`fate_next(outcome, polls=0, **details)` planned another for the next message it accepts:
+
+    fake.fate_next("undelivered", code=30003)   # Twilio: failed on the carrier with 30003
+    fake.fate_next("delivered", polls=2)        # "on its way" twice, then delivered
+    fake.fate_next("pending")                   # never more than "on its way"
+
+`fake.sends` are the requests to the send endpoint, `fake.status_requests` the others.
 """
 
 from __future__ import annotations
@@ -47,10 +58,12 @@ from urllib.parse import parse_qsl, urlsplit
 __all__ = [
     "GENERIC_FAULTS",
     "FakeProviderServer",
+    "Fate",
     "RecordedRequest",
     "Reply",
     "basic_auth",
     "is_gsm7",
+    "sms_segments",
 ]
 
 GENERIC_FAULTS = ("rate_limited", "server_error", "timeout", "garbage", "disconnect")
@@ -64,8 +77,34 @@ _GSM7 = frozenset(
 _HTML = "<!DOCTYPE html><html><head><title>{0}</title></head><body><h1>{0}</h1></body></html>"
 
 
+_GSM7_EXTENSION = frozenset("^{}\\[~]|€")
+
+
 def is_gsm7(text: str) -> bool:
     return all(char in _GSM7 for char in text)
+
+
+def sms_segments(text: str) -> int:
+    """What a GSM-7 SMS costs: 160 septets in one part, 153 per part when concatenated; an
+    extension character takes two septets."""
+    septets = sum(2 if char in _GSM7_EXTENSION else 1 for char in text)
+    return 1 if septets <= 160 else -(-septets // 153)
+
+
+@dataclass
+class Fate:
+    """What the provider will report about one message it accepted."""
+
+    state: str = "delivered"  # "delivered", "undelivered" or "pending" (forever)
+    polls: int = 0  # status questions answered "on its way" before the final state
+    details: dict[str, Any] = field(default_factory=dict)  # the provider's reason, etc.
+
+    def answer(self) -> str:
+        """The state to report now; counts the question."""
+        if self.state == "pending" or self.polls > 0:
+            self.polls -= 1
+            return "pending"
+        return self.state
 
 
 @dataclass
@@ -184,6 +223,11 @@ class FakeProviderServer:
 
     def __init__(self, *, timeout_delay: float = 2.0) -> None:
         self.requests: list[RecordedRequest] = []
+        self.sends: list[RecordedRequest] = []
+        self.status_requests: list[RecordedRequest] = []
+        self.messages: dict[str, Fate] = {}  # message id -> its fate
+        self._fates: deque[Fate] = deque()
+        self._status_faults: deque[tuple[str, dict[str, Any]]] = deque()
         self.replies: list[Reply] = []  # what the fake answered, in the same order
         self.violations: list[str] = []
         self.timeout_delay = timeout_delay
@@ -235,21 +279,35 @@ class FakeProviderServer:
     def error_kinds(self) -> tuple[str, ...]:
         return tuple(self.errors)
 
-    def fail_next(self, kind: str, **options: Any) -> None:
+    def fail_next(self, kind: str, endpoint: str = "send", **options: Any) -> None:
         if kind not in GENERIC_FAULTS and kind not in self.errors:
             known = ", ".join((*GENERIC_FAULTS, *self.errors))
             raise ValueError(f"The {self.name} fake has no fault {kind!r}; known: {known}")
         with self._lock:
-            self._faults.append((kind, options))
+            (self._faults if endpoint == "send" else self._status_faults).append((kind, options))
+
+    def fate_next(self, outcome: str, polls: int = 0, **details: Any) -> None:
+        """Plan what the status endpoint reports about the next message accepted:
+        "delivered", "undelivered" (the provider's reason in `details`) or "pending"."""
+        with self._lock:
+            self._fates.append(Fate(outcome, polls, details))
+
+    def register(self, message_id: str) -> str:
+        """A message was accepted: give it the next planned fate (or "delivered")."""
+        with self._lock:
+            self.messages[message_id] = self._fates.popleft() if self._fates else Fate()
+        return message_id
 
     def assert_clean(self) -> None:
         assert not self.violations, f"{self.name} fake saw protocol violations: {self.violations}"
 
     # --- request handling ---------------------------------------------------------------
     def handle(self, request: RecordedRequest) -> Reply:
+        is_status = self.is_status_request(request)
         with self._lock:
             self.requests.append(request)
-        reply = self._answer(request)
+            (self.status_requests if is_status else self.sends).append(request)
+        reply = self._answer_status(request) if is_status else self._answer(request)
         with self._lock:
             self.replies.append(reply)
         return reply
@@ -267,6 +325,26 @@ class FakeProviderServer:
         if fault is None:
             return self.success(request)
         return self._fault_reply(request, *fault)
+
+    def _answer_status(self, request: RecordedRequest) -> Reply:
+        problems = self.status_problems(request)
+        if problems:
+            self.violations.extend(problems)
+            return self.bad_request(request, problems)
+        refusal = self.authenticate(request)
+        if refusal is not None:
+            return refusal
+        with self._lock:
+            fault = self._status_faults.popleft() if self._status_faults else None
+        if fault is not None:
+            return self._fault_reply(request, *fault)
+        message_id = self.status_message_id(request)
+        with self._lock:
+            fate = self.messages.get(message_id)
+            state = fate.answer() if fate else ""
+        if fate is None:
+            return self.unknown_message(request, message_id)
+        return self.status_reply(request, message_id, state, fate.details)
 
     def _fault_reply(self, request: RecordedRequest, kind: str, options: dict[str, Any]) -> Reply:
         if kind == "rate_limited":
@@ -309,3 +387,23 @@ class FakeProviderServer:
 
     def rate_limit_body(self, request: RecordedRequest) -> Any:
         return {"error": "Too Many Requests"}
+
+    # --- the status endpoint, where the provider has one --------------------------------
+    def is_status_request(self, request: RecordedRequest) -> bool:
+        return False
+
+    def status_problems(self, request: RecordedRequest) -> list[str]:
+        raise NotImplementedError
+
+    def status_message_id(self, request: RecordedRequest) -> str:
+        raise NotImplementedError
+
+    def unknown_message(self, request: RecordedRequest, message_id: str) -> Reply:
+        raise NotImplementedError
+
+    def status_reply(
+        self, request: RecordedRequest, message_id: str, state: str, details: dict[str, Any]
+    ) -> Reply:
+        """`state`: "pending", "delivered" or "undelivered" (with the provider's reason in
+        `details`)."""
+        raise NotImplementedError

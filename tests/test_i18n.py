@@ -1,0 +1,60 @@
+"""Every page of ours in English and Russian, chosen by the browser's language, with
+LANGUAGE_CODE as the default."""
+
+import pytest
+from django.urls import reverse
+
+from tests.conftest import CLIENT_ID
+
+pytestmark = pytest.mark.django_db
+ADD_TASK = "admin:portals_token_connect"
+
+
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [
+        ("en", ["Add task: connect a portal", "Where the code appears", "Show authorize URL"]),
+        ("ru", ["Add task: подключить портал", "Где взять code", "Показать ссылку авторизации"]),
+    ],
+)
+def test_the_connect_form_speaks_the_browsers_language(admin_client, language, words):
+    page = admin_client.get(reverse(ADD_TASK), HTTP_ACCEPT_LANGUAGE=language)
+    html = page.content.decode()
+    assert f'<html lang="{language}"' in html
+    for word in words:
+        assert word in html
+
+
+def test_errors_on_the_form_are_russian_too(admin_client, fake_bitrix):
+    form = {
+        "portal": "not a portal!",
+        "client_id": CLIENT_ID,
+        "client_secret": "s" * 50,
+        "scope": "crm,telepathy",
+        "code": "x",
+        "reference": "token",
+    }
+    html = admin_client.post(reverse(ADD_TASK), form, HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert "— не адрес портала" in html
+    assert "Неизвестный scope: telepathy" in html
+
+
+def test_language_code_is_the_default(admin_client, settings):
+    settings.LANGUAGE_CODE = "ru"
+    html = admin_client.get(reverse(ADD_TASK)).content.decode()
+    assert "Подключить новый портал" in html
+
+
+@pytest.mark.parametrize(
+    ("url", "russian"),
+    [
+        ("/", "Токены по состоянию"),
+        ("/admin/portals/token/", "Подключить новый портал"),
+        ("/admin/portals/token/connect-new/", "Подключить новый портал"),
+        ("/admin/notifications/delivery/", "Эскалации и уведомления"),
+        ("/admin/notifications/channel/", "Каналы"),
+    ],
+)
+def test_our_pages_are_russian(admin_client, url, russian):
+    html = admin_client.get(url, HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert russian in html
