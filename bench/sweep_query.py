@@ -22,8 +22,9 @@ TARGET_MS = 100.0
 # One INSERT for portals, one for their tokens; statuses, due times and claims drawn per row.
 SEED_SQL = """
 WITH new_portals AS (
-    INSERT INTO portals_portal (domain, member_id, auth_server, created_at, updated_at)
-    SELECT 'q' || g || '.bench.bitrix24.com', md5('q' || g), '', now(), now()
+    INSERT INTO portals_portal (
+        domain, member_id, auth_server, rest_rate, rest_burst, created_at, updated_at)
+    SELECT 'q' || g || '.bench.bitrix24.com', md5('q' || g), '', 2, 50, now(), now()
     FROM generate_series(%(first)s, %(last)s) AS g
     RETURNING id
 ), drawn AS (
@@ -40,12 +41,13 @@ WITH new_portals AS (
     FROM drawn
 )
 INSERT INTO portals_token (
-    portal_id, app_id, reference, status, access_token, refresh_token, expires_at, scope,
+    portal_id, app_id, reference, notes, application_token, status, access_token,
+    refresh_token, expires_at, scope,
     client_endpoint, server_endpoint, user_id, version, last_refreshed_at, next_refresh_at,
     claimed_until, failure_count, last_error_code, last_error, failing_since, last_failure_at,
     created_at, updated_at, notes)
 SELECT
-    id, %(app)s, 'q' || id, status,
+    id, %(app)s, 'q' || id, '', '', status,
     CASE WHEN status = 'awaiting_code' THEN '' ELSE %(secret)s END,
     CASE WHEN status = 'awaiting_code' THEN '' ELSE %(secret)s END,
     CASE WHEN status = 'awaiting_code' THEN NULL ELSE now() + interval '1 hour' * spread END,

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 _PATTERNS = [
     re.compile(r"\b[0-9a-f]{32,}\b"),
     re.compile(r"gAAAAA[0-9A-Za-z_\-=]{20,}"),
+    # b24keeper's own API keys (api.keys: "b24k_" and 43 URL-safe characters)
+    re.compile(r"b24k_[0-9A-Za-z_\-]{20,}"),
     # key=value in query strings and form bodies
     re.compile(
         r"(?i)((?:client_secret|refresh_token|access_token|auth|code|api_key|token)=)[^&\s]+"

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "portals",
     "notifications",
     "dashboard",
+    "api",
     "ops",
 ]
 
@@ -202,6 +203,22 @@ TOKEN_REFRESH_LEASE = env.int("TOKEN_REFRESH_LEASE", default=60)
 TOKEN_STORE_RETRY = env.float("TOKEN_STORE_RETRY", default=120.0)
 # The local journal of token pairs received from Bitrix24 but not yet stored.
 TOKEN_JOURNAL_DIR = VAR_DIR / "journal"
+
+# --- The REST client (portals.rest) and the shared rate limit ------------------------------
+# Seconds one REST request may take in all, counting its wait for a turn under the portal's
+# rate limit and its retries after QUERY_LIMIT_EXCEEDED or OPERATION_TIME_LIMIT; after that the
+# caller gets the error (docs/bitrix24-protocol.md §5.4).
+BITRIX_REST_DEADLINE = env.float("BITRIX_REST_DEADLINE", default=60.0)
+if BITRIX_REST_DEADLINE <= 0:
+    raise ImproperlyConfigured("BITRIX_REST_DEADLINE must be a positive number of seconds.")
+# Where the per-portal rate buckets (and the API keys' rate limits) live, shared by every
+# process on every machine. Set it in production, whatever the broker. Empty: a database row
+# per bucket on PostgreSQL; on SQLite the buckets are per process only.
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        "REDIS_URL must be a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379/1."
+    )
 
 # A provider-wide outage: more than this share of refreshable tokens failing transiently
 # within 10 minutes (and at least OUTAGE_MIN_TOKENS of them) opens one outage incident.

@@ -24,4 +24,6 @@ urlpatterns = [
     path("metrics/", metrics_view),
     # Bitrix24's handler addresses (a contract: the app settings in Bitrix24 point here).
     path("bitrix/", include("portals.urls")),
+    # The token API for programs that are not Python (api/views.py; README).
+    path("api/", include("api.urls")),
 ]

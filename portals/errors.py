@@ -236,7 +236,12 @@ class TokenNotFound(TokenError, LookupError):
 
 
 class TokenUnavailable(TokenError):
-    """The token cannot be used until a person acts (re-connect, enable, pay, fix a setting)."""
+    """The token cannot be used until a person acts (re-connect, enable, pay, fix a setting).
+    `status` is the token's status (a portals.models.TokenStatus value) when known."""
+
+    def __init__(self, message: str, status: str = "") -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class TokenConfigurationError(TokenUnavailable):
@@ -245,7 +250,7 @@ class TokenConfigurationError(TokenUnavailable):
     `setting` names the setting to fix."""
 
     def __init__(self, message: str, setting: str) -> None:
-        super().__init__(message)
+        super().__init__(message, status="config_error")
         self.setting = setting
 
 

@@ -42,6 +42,32 @@ class Portal(models.Model):
             "(server_endpoint without /rest/). Empty: BITRIX_OAUTH_SERVER."
         ),
     )
+    # The portal's REST rate limit, a leaky bucket (docs/bitrix24-protocol.md §5.4) that
+    # portals.rest keeps for every process and machine calling this portal.
+    rest_rate = models.FloatField(
+        _("REST requests per second"),
+        default=2.0,
+        validators=[
+            MinValueValidator(0.1, _("Enter at least 0.1 requests per second.")),
+            MaxValueValidator(1000, _("Enter at most 1000 requests per second.")),
+        ],
+        help_text=_(
+            "How fast the portal's request counter drains: 2 on every cloud plan but "
+            "Enterprise, which has 5. On-premise portals set their own."
+        ),
+    )
+    rest_burst = models.PositiveIntegerField(
+        _("REST burst"),
+        default=50,
+        validators=[
+            MinValueValidator(1, _("Enter at least 1 request.")),
+            MaxValueValidator(100000, _("Enter at most 100000 requests.")),
+        ],
+        help_text=_(
+            "How many requests the portal takes at once before answering "
+            "QUERY_LIMIT_EXCEEDED: 50 on every cloud plan but Enterprise, which has 250."
+        ),
+    )
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
@@ -402,6 +428,21 @@ class RefreshAttempt(models.Model):
         return f"{self.token_id} {self.kind} {self.outcome}"
 
 
+class RateBucket(models.Model):
+    """A leaky bucket's state when REDIS_URL is not set (portals.ratelimit): one row per
+    bucket, updated by one atomic statement, so every process and machine shares it."""
+
+    key = models.CharField(max_length=100, primary_key=True)
+    level = models.FloatField(default=0.0, help_text="Requests in the bucket at updated_at.")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("rate bucket")
+
+    def __str__(self) -> str:
+        return self.key
+
+
 # Models of connects in progress, in their own module (portals.states holds their rules).
 from portals.connect_models import ConnectState, PendingPair  # noqa: E402
 
@@ -410,6 +451,7 @@ __all__ = [
     "ConnectState",
     "PendingPair",
     "Portal",
+    "RateBucket",
     "RefreshAttempt",
     "Token",
     "TokenStatus",

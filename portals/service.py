@@ -20,8 +20,8 @@ import time
 from datetime import datetime
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
-from django.db.models import Case, F, Value, When
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Case, F, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -38,6 +38,7 @@ from portals.errors import (
 )
 from portals.models import (
     REACTIVATED_BY_A_NEW_PAIR,
+    Portal,
     RefreshAttempt,
     Token,
     TokenStatus,
@@ -55,14 +56,23 @@ CONNECTION_ERRORS = (OperationalError, InterfaceError)
 def load(**lookup: object) -> Token:
     """The token with its portal and app; TokenNotFound, or TokenConfigurationError (after
     recording it on the token) when its secrets cannot be decrypted."""
-    rows = Token.objects.select_related("portal", "app")
+    return _load(Token.objects.select_related("portal", "app"), lookup)
+
+
+def load_access(**lookup: object) -> Token:
+    """load() for reading the access token only, the hot path of get_access_token(): the
+    refresh token and the app (with its client secret) are neither fetched nor decrypted."""
+    return _load(Token.objects.select_related("portal").defer("refresh_token"), lookup)
+
+
+def _load(rows: "QuerySet[Token]", lookup: dict[str, object]) -> Token:
     try:
         return rows.get(**lookup)
     except Token.DoesNotExist:
         what = ", ".join(f"{key} “{value}”" for key, value in lookup.items())
         raise TokenNotFound(f"No token with {what}: check the reference.") from None
     except DecryptionError:
-        token = rows.defer(*SECRETS).get(**lookup)
+        token = Token.objects.select_related("portal", "app").defer(*SECRETS).get(**lookup)
     error = _unreadable(token)
     if token.status != TokenStatus.CONFIG_ERROR:
         record_failure(token, RefreshAttempt.Kind.SCHEDULED, error, timezone.now(), 0)
@@ -411,3 +421,27 @@ def update_staff_fields(token_id: int, **fields: object) -> None:
     if unknown := set(fields) - allowed:
         raise ValueError(f"Staff may not change {', '.join(sorted(unknown))} on a token.")
     Token.objects.filter(pk=token_id).update(**fields, updated_at=timezone.now())
+
+
+# --- A renamed portal -------------------------------------------------------------------------
+class PortalMoveRefused(Exception):
+    """The portal cannot be moved to the new address (another portal row holds it)."""
+
+
+def move_portal(member_id: str, domain: str, client_endpoint: str) -> Portal:
+    """Bitrix24 confirmed that the portal `member_id` now lives at `domain` (it was renamed;
+    docs/bitrix24-protocol.md §4.3): store the new address on the portal and the new REST root
+    on its tokens. Neither is a pair change, so `version` stays."""
+    with transaction.atomic():
+        portal = Portal.objects.select_for_update().get(member_id=member_id)
+        if Portal.objects.filter(domain=domain).exclude(pk=portal.pk).exists():
+            raise PortalMoveRefused(
+                f"Portal {portal.domain} moved to {domain}, but another portal in b24keeper "
+                f"already has that address. Check both portals in the admin."
+            )
+        old, portal.domain = portal.domain, domain
+        Portal.objects.filter(pk=portal.pk).update(domain=domain, updated_at=timezone.now())
+        Token.objects.filter(portal_id=portal.pk).update(client_endpoint=client_endpoint)
+    if old != domain:
+        log.warning("portal %s was renamed to %s", old, domain)
+    return portal

@@ -52,6 +52,7 @@ __all__ = [
     "TokenNotFound",
     "TokenUnavailable",
     "get_access_token",
+    "get_token",
     "refresh",
     "refresh_token",
 ]
@@ -67,13 +68,24 @@ def get_access_token(reference: str, min_ttl: int = 300) -> str:
     """A valid access token for `reference`, refreshed first if it expires within `min_ttl`
     seconds. Raises TokenNotFound, TokenUnavailable (TokenConfigurationError among them),
     RefreshBusy, PairNotStored or OAuthError."""
-    token = service.load(reference=reference)
-    _ensure_usable(token)
+    return get_token(reference, min_ttl).access_token
+
+
+@sensitive_variables()
+def get_token(reference: str, min_ttl: int = 300) -> Token:
+    """get_access_token(), returning the Token row (with its portal): the token API and the
+    REST client also need its expiry, endpoint and portal."""
+    token = service.load_access(reference=reference)
+    if token.status not in REFRESHABLE_STATUSES or not token.access_token:
+        _ensure_usable(token)
     fresh = token.expires_at and token.expires_at - timezone.now() > timedelta(seconds=min_ttl)
     # A refresh that died mid-call may have made the stored pair dead at Bitrix: never serve
     # it as if nothing happened; refreshing now finds out (and restores or escalates).
     if fresh and not _lease_is_stale(token):
-        return token.access_token
+        return token
+    # Refreshing needs the refresh token and the client secret: load (and decrypt) them now.
+    token = service.load(pk=token.pk)
+    _ensure_usable(token)
     try:
         token = refresh_token(token, Kind.ON_DEMAND, wait=True)
     except (OAuthError, RefreshBusy) as err:
@@ -84,7 +96,7 @@ def get_access_token(reference: str, min_ttl: int = 300) -> str:
             reference,
             getattr(err, "code", "busy"),
         )
-    return token.access_token
+    return token
 
 
 @sensitive_variables()
@@ -134,7 +146,8 @@ def _ensure_usable(token: Token) -> None:
     if token.status not in REFRESHABLE_STATUSES or not token.refresh_token:
         raise TokenUnavailable(
             f"Token “{token.reference}” is {token.get_status_display().lower()}"
-            + (f": {token.last_error}" if token.last_error else ".")
+            + (f": {token.last_error}" if token.last_error else "."),
+            status=token.status,
         )
 
 
@@ -171,7 +184,9 @@ def _after_failed_peer(token: Token) -> Token:
     _ensure_usable(token)
     if _still_good(token):
         return token
-    raise TokenUnavailable(f"Token “{token.reference}” could not be refreshed: {token.last_error}")
+    raise TokenUnavailable(
+        f"Token “{token.reference}” could not be refreshed: {token.last_error}", token.status
+    )
 
 
 def _refresh_claimed(token: Token, kind: str, *, interrupted: bool) -> Token:

@@ -22,6 +22,16 @@ def journal_dir(settings, tmp_path):
     return settings.TOKEN_JOURNAL_DIR
 
 
+@pytest.fixture(autouse=True)
+def close_rate_limit_connections():
+    """The rate limiter's database store keeps a connection of its own (portals.ratelimit);
+    close it after each test so the test database can be dropped at the end."""
+    yield
+    from portals import ratelimit
+
+    ratelimit.close()
+
+
 @pytest.fixture
 def fake_bitrix(settings):
     """A fake authorization server on 127.0.0.1, reached through the real settings."""

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from .bitrix_rest import PortalRest, php_decode
 from .bitrix_state import BitrixState, Body
 
 __all__ = ["FAULT_KINDS", "FakeBitrix"]
@@ -87,8 +88,9 @@ def _canned_fault(kind: str, status: int) -> _Response:
     )
 
 
-class FakeBitrix(BitrixState):
-    """The fake server. Configuration attributes (rotation, lifetimes, ...) are inherited."""
+class FakeBitrix(PortalRest, BitrixState):
+    """The fake server. Configuration attributes (rotation, lifetimes, ...) are inherited;
+    the portals' REST API (PortalRest) answers by Host header, see bitrix_rest.py."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__()
@@ -108,6 +110,7 @@ class FakeBitrix(BitrixState):
         self.server_host = f"{bound_host}:{bound_port}"
         self.base_url = f"http://{self.server_host}"
         self._thread: threading.Thread | None = None
+        self._extra_servers: list[tuple[_Server, threading.Thread]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -124,11 +127,27 @@ class FakeBitrix(BitrixState):
 
     def stop(self) -> None:
         self._stopping.set()  # wakes handlers sleeping in latency or "timeout" faults
+        for server, thread in self._extra_servers:
+            server.shutdown()
+            thread.join()
+            server.server_close()
+        self._extra_servers.clear()
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join()
             self._thread = None
         self._server.server_close()
+
+    def extra_host(self) -> str:
+        """Listen on one more port and return "localhost:PORT": another portal host served by
+        this same fake (where a renamed portal moves to)."""
+        server = _Server((self.server_host.split(":")[0], 0), self)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        thread.start()
+        self._extra_servers.append((server, thread))
+        return f"localhost:{server.server_address[1]}"
 
     def __enter__(self) -> FakeBitrix:
         return self.start()
@@ -219,7 +238,13 @@ class FakeBitrix(BitrixState):
     # -- routes --------------------------------------------------------------------------
 
     def _route(
-        self, method: str, path: str, params: dict[str, str], headers: Message
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        headers: Message,
+        target: str = "",
+        rest_args: dict[str, Any] | None = None,
     ) -> _Response | None:
         if path in ("/oauth/token/", "/oauth/token"):
             return self._serve_token(method, params)
@@ -231,9 +256,7 @@ class FakeBitrix(BitrixState):
                 bearer = headers.get("Authorization", "").removeprefix("Bearer ").strip()
                 token = params.get("auth") or params.get("access_token") or bearer
                 return _json(*self.app_info_reply(token))
-            return _json(
-                404, {"error": "ERROR_METHOD_NOT_FOUND", "error_description": "Method not found!"}
-            )
+            return self._serve_rest(method, target or path, headers, rest_args or {})
         return _page(404, "Not Found", "Not Found")
 
     def _serve_token(self, method: str, params: dict[str, str]) -> _Response | None:
@@ -271,6 +294,21 @@ class FakeBitrix(BitrixState):
         finally:
             # Before the response is written, so a sequential client never overlaps itself.
             self._leave(key)
+
+    def _serve_rest(
+        self, method: str, target: str, headers: Message, args: dict[str, Any]
+    ) -> _Response:
+        if self.rest_latency > 0:
+            self._stopping.wait(self.rest_latency)
+        bearer = headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        status, body, extra = self.rest_reply(
+            method, target, headers.get("Host", ""), args, bearer, headers.get_content_type()
+        )
+        if status in (301, 302, 307, 308):
+            return _Response(status, b"", "text/html", headers=extra)
+        response = _json(status, body)
+        response.headers.update(extra)
+        return response
 
     def _serve_authorize(self, params: dict[str, str], headers: Message) -> _Response:
         domain = params.get("domain") or headers.get("Host", "")
@@ -312,7 +350,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         url = urlsplit(self.path)
         params = self._read_params(url.query)
-        response = self.server.fake._route(self.command, url.path, params, self.headers)
+        response = self.server.fake._route(
+            self.command, url.path, params, self.headers, self.path, self._rest_args
+        )
         if response is None:
             self.close_connection = True
             return
@@ -327,7 +367,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_params(self, query: str) -> dict[str, str]:
         """Query first, then the body: a key in both keeps its query value (§2)."""
         params: dict[str, str] = {}
-        for key, value in parse_qsl(query, keep_blank_values=True):
+        query_pairs = parse_qsl(query, keep_blank_values=True)
+        for key, value in query_pairs:
             params.setdefault(key, value)
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length).decode("utf-8", "replace") if length else ""
@@ -337,8 +378,11 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError:
                 data = None
             pairs = [(k, str(v)) for k, v in data.items()] if isinstance(data, dict) else []
+            # A REST method reads the JSON structure itself (nested filters, batch commands).
+            self._rest_args = php_decode(query_pairs) | (data if isinstance(data, dict) else {})
         else:
             pairs = parse_qsl(raw, keep_blank_values=True)
+            self._rest_args = php_decode(query_pairs + pairs)
         for key, value in pairs:
             params.setdefault(key, value)
         return params

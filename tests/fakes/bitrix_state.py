@@ -312,7 +312,7 @@ class BitrixState:
             "domain": self.server_host,
             "server_endpoint": f"{self.base_url}/rest/",
             "status": "L",
-            "client_endpoint": f"https://{portal.domain}/rest/",
+            "client_endpoint": portal_rest_url(portal.domain),
             "member_id": portal.member_id,
             "user_id": portal.user_id,
         }
@@ -370,7 +370,7 @@ class BitrixState:
                     "scope": app.scope,
                     "domain": portal.domain,
                     "uri": app.redirect_uri or "",
-                    "client_endpoint": f"https://{portal.domain}/rest/",
+                    "client_endpoint": portal_rest_url(portal.domain),
                     "member_id": portal.member_id,
                     "member_type": "PORTAL",
                 },
@@ -387,6 +387,13 @@ class BitrixState:
             "date_start": _iso(now),
             "date_finish": _iso(now),
         }
+
+
+def portal_rest_url(domain: str) -> str:
+    """A portal's REST root; plain http for the fake's own hosts (localhost:PORT), which the
+    REST client then reaches like a real portal."""
+    local = domain.split(":")[0] in ("localhost", "127.0.0.1")
+    return f"{'http' if local else 'https'}://{domain}/rest/"
 
 
 def _iso(timestamp: float) -> str:

@@ -1,0 +1,172 @@
+"""The REST client's wire (docs/bitrix24-protocol.md §4.3, §5.1, §5.2): one pooled session per
+process, POST with a JSON body, the answer turned into its envelope or a RestError, and the
+check that makes a redirect safe to follow.
+
+The access token travels in the JSON body (`auth`), never in a URL, so no access log, proxy
+log or urllib3 debug line can hold it; exceptions from requests are never chained (their text
+holds the URL). Redirects are never followed by requests: a renamed portal answers 302, and
+the token goes to the new host only once `confirm_move()` has heard from the token's
+authorization server that this portal (by member_id) now lives there.
+"""
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from django.conf import settings
+from django.views.decorators.debug import sensitive_variables
+from requests.adapters import HTTPAdapter
+
+from portals import authservers
+from portals.errors import ConfigurationError, OAuthError, Source, classify
+from portals.models import Token
+from portals.oauth import auth_server_from_endpoint
+
+Envelope = dict[str, Any]
+
+
+class RestError(OAuthError):
+    """A REST call failed. `code` and `description` are Bitrix24's words (or b24keeper's, when
+    no answer came: `timeout`, `connection_error`, `portal_moved`, ...), `permanent` says
+    whether trying again can help, `status` is the HTTP status (None without an answer).
+    `str(err)` adds what a person should do. Never holds a secret."""
+
+    def __init__(
+        self,
+        code: str,
+        description: str = "",
+        hint: str = "",
+        status: int | None = None,
+        *,
+        permanent: bool,
+    ) -> None:
+        super().__init__(code, description, hint, status, Source.REST)
+        self.permanent = permanent
+
+    @property
+    def status(self) -> int | None:
+        return self.http_status
+
+    @classmethod
+    def from_answer(cls, code: str, description: str, status: int | None) -> "RestError":
+        """Classified by the one Bitrix error table (portals.errors, REST entries)."""
+        err = classify(code, description, status, Source.REST)
+        return cls(err.code, err.description, err.hint, status, permanent=err.permanent)
+
+
+class Moved(Exception):
+    """The portal answered a redirect to `location`."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__("redirect")
+        self.location = location
+
+
+_session: requests.Session | None = None
+
+
+def session() -> requests.Session:
+    """One pooled session per process: keep-alive connections to every portal."""
+    global _session
+    if _session is None:
+        new = requests.Session()
+        adapter = HTTPAdapter(pool_maxsize=settings.BITRIX_HTTP_POOL_SIZE)
+        new.mount("https://", adapter)
+        new.mount("http://", adapter)
+        _session = new
+    return _session
+
+
+@sensitive_variables()
+def post(url: str, body: dict[str, Any], read_timeout: float) -> Envelope:
+    """POST `body` as JSON; the envelope of a good answer, else RestError (or Moved)."""
+    timeout = (settings.BITRIX_CONNECT_TIMEOUT, max(1.0, read_timeout))
+    try:
+        response = session().post(url, json=body, timeout=timeout, allow_redirects=False)
+    except requests.Timeout:
+        raise RestError(
+            "timeout", hint="Bitrix24 did not answer in time.", permanent=False
+        ) from None
+    except requests.RequestException as err:
+        raise RestError(
+            "connection_error",
+            hint=f"Could not reach Bitrix24 ({type(err).__name__}).",
+            permanent=False,
+        ) from None
+    if response.is_redirect:
+        raise Moved(response.headers.get("Location", ""))
+    return parse(response)
+
+
+def parse(response: requests.Response) -> Envelope:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    status = response.status_code
+    if isinstance(body, dict) and "error" in body and (body["error"] or status != 200):
+        code = str(body["error"] or f"http_{status}")
+        raise RestError.from_answer(code, str(body.get("error_description") or ""), status)
+    if status == 200 and isinstance(body, dict) and "result" in body:
+        return body
+    # No Bitrix error code: judge by the status (5xx and 429 transient, the rest permanent;
+    # a deleted portal, for one, answers 403 with an HTML page).
+    what = "a page, not JSON" if body is None else "JSON without a result"
+    raise RestError.from_answer(f"http_{status}", f"The portal answered with {what}.", status)
+
+
+def endpoint(token: Token) -> str:
+    """The token's REST root (its client_endpoint, else the portal's /rest/), checked."""
+    url = token.client_endpoint or f"https://{token.portal.domain}/rest/"
+    parts = urlsplit(url)
+    allowed = ("https", "http") if settings.BITRIX_ALLOW_HTTP else ("https",)
+    if parts.scheme not in allowed or not parts.netloc:
+        raise RestError(
+            "invalid_endpoint",
+            f"The token's REST address {parts.scheme}://{parts.netloc} is not https.",
+            "Re-connect the portal; http:// portals need BITRIX_ALLOW_HTTP (tests only).",
+            permanent=True,
+        )
+    return url if url.endswith("/") else url + "/"
+
+
+@sensitive_variables()
+def confirm_move(token: Token, location: str, read_timeout: float) -> str:
+    """The portal redirected to `location`: return its new REST root once the authorization
+    server's app.info (§7) says this portal's member_id lives at that host; RestError
+    ("portal_moved") otherwise, with nothing sent to the new host."""
+    target = urlsplit(location)
+    host = target.netloc.lower()
+    old_host = urlsplit(endpoint(token)).netloc.lower()
+    if not host or host == old_host or target.scheme not in ("https", "http"):
+        raise _refused(token, location or "(no address)", "it does not name another host")
+    if not token.portal.member_id:
+        raise _refused(token, host, "b24keeper does not know this portal's member_id")
+    server = auth_server_from_endpoint(token.server_endpoint) or token.portal.authorization_server()
+    try:
+        server = authservers.require(server, "The token's authorization server")
+    except ConfigurationError as err:
+        raise _refused(token, host, str(err)) from None
+    try:
+        info = post(f"{server}/rest/app.info", {"auth": token.access_token}, read_timeout)
+    except (RestError, Moved) as err:
+        failure = getattr(err, "code", "a redirect")
+        raise _refused(token, host, f"app.info failed ({failure})") from None
+    install = (info.get("result") or {}).get("install") or {}
+    new_endpoint = str(install.get("client_endpoint") or "")
+    if install.get("member_id") != token.portal.member_id:
+        raise _refused(token, host, "the authorization server knows no such move of this portal")
+    if urlsplit(new_endpoint).netloc.lower() != host:
+        raise _refused(token, host, "the authorization server names another address")
+    return new_endpoint
+
+
+def _refused(token: Token, host: str, reason: str) -> RestError:
+    return RestError(
+        "portal_moved",
+        f"Portal {token.portal.domain} redirected to {host}; not followed: {reason}.",
+        "Nothing was sent there. If the portal was renamed, re-connect it under its new "
+        "address; if not, someone is redirecting its traffic.",
+        302,
+        permanent=True,
+    )
