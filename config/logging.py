@@ -1,12 +1,16 @@
-"""A logging filter that blanks anything shaped like a Bitrix24 token or a secret parameter,
-in the message and in the traceback or stack printed with it.
+"""Logging: a filter that blanks anything shaped like a Bitrix24 token or a secret parameter,
+in the message and in the traceback or stack printed with it; and, with LOG_FORMAT=json, a
+formatter that writes one JSON object per line with the token and the Celery task it is about.
 
-Our own code never logs secrets; this is the second line of defence for third-party libraries
-(requests, urllib3, celery) that log URLs, task arguments or exception text.
+Our own code never logs secrets; the filter is the second line of defence for third-party
+libraries (requests, urllib3, celery) that log URLs, task arguments or exception text.
 """
 
+import json
 import logging
 import re
+from contextvars import ContextVar
+from datetime import UTC, datetime
 
 # Bitrix24 tokens are 70 hex characters (older ones 32); Fernet ciphertexts start "gAAAA".
 _PATTERNS = [
@@ -52,3 +56,50 @@ class RedactSecretsFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+
+# --- What a log line is about, and one JSON object per line (LOG_FORMAT=json) ----------------
+_token: ContextVar[str | None] = ContextVar("b24keeper_log_token", default=None)
+
+
+def bind_token(reference: str) -> None:
+    """Name the token the current task or request works on, in its JSON log lines."""
+    _token.set(reference)
+
+
+def clear_context() -> None:
+    """Forget the token; called at the start of every task and request (ops.signals)."""
+    _token.set(None)
+
+
+def _current_task_id() -> str | None:
+    try:
+        from celery import current_task
+    except ImportError:  # pragma: no cover - Celery is a requirement
+        return None
+    request = getattr(current_task, "request", None) if current_task else None
+    return getattr(request, "id", None)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, token, task_id, and the
+    traceback when there is one. Everything passes through redact() here as well as in
+    RedactSecretsFilter, so a handler without the filter still leaks nothing."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        when = datetime.fromtimestamp(record.created, tz=UTC)
+        entry: dict[str, object] = {
+            "time": when.isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+            "token": getattr(record, "token", None) or _token.get(),
+            "task_id": getattr(record, "task_id", None) or _current_task_id(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["traceback"] = redact(record.exc_text)
+        if record.stack_info:
+            entry["stack"] = redact(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)

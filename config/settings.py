@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "notifications",
     "dashboard",
     "api",
+    "ops",
 ]
 
 MIDDLEWARE = [
@@ -334,16 +335,44 @@ EMAIL_TIMEOUT = 20
 # Error pages (DEBUG) and error reports hide POST fields and variables marked sensitive.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "config.error_reports.SecretsExceptionReporterFilter"
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# plain: one readable line per record. json: one JSON object per line (time, level, logger,
+# message, token, task_id, traceback) for a log collector; redacted the same way.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact": {"()": "config.logging.RedactSecretsFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "config.logging.JsonFormatter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["redact"],
+        }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # urllib3 logs full request URLs at DEBUG, and Telegram's URL holds the bot token (the
     # Telegram backend filters it, RedactSecretsFilter too): keep urllib3 at WARNING anyway.
     "loggers": {"urllib3": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
+
+# --- Operations: health, metrics, history ---------------------------------------------------
+# GET /metrics (and the details of GET /health/) for a caller sending
+# "Authorization: Bearer <METRICS_TOKEN>". Empty: only logged-in staff with the view
+# permission (portals.view_token) may read them.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Seconds the health checks may take (they run at once); GET /health/ answers within about
+# that, and under 2 s at the maximum of 1.5.
+HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=1.5)
+if not 0 < HEALTH_CHECK_TIMEOUT <= 1.5:
+    raise ImproperlyConfigured("HEALTH_CHECK_TIMEOUT must be above 0 and at most 1.5 seconds.")
+# Refresh attempts and deliveries older than this many days are deleted once a day (the
+# latest attempt of each token and everything about open incidents stay).
+HISTORY_RETENTION_DAYS = env.int("HISTORY_RETENTION_DAYS", default=30)
+if HISTORY_RETENTION_DAYS < 1:
+    raise ImproperlyConfigured("HISTORY_RETENTION_DAYS must be at least 1 (day).")

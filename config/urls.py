@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 
 from dashboard.views import home
+from ops.views import health_view, metrics_view
 from portals.display import EMPTY
 
 admin.site.site_header = "b24keeper"
@@ -17,6 +18,10 @@ admin.site.enable_nav_sidebar = False
 urlpatterns = [
     path("", home, name="home"),
     path("admin/", admin.site.urls),
+    # Contracts: probes and scrapers use these exact paths (both spellings of /metrics).
+    path("health/", health_view, name="health"),
+    path("metrics", metrics_view, name="metrics"),
+    path("metrics/", metrics_view),
     # Bitrix24's handler addresses (a contract: the app settings in Bitrix24 point here).
     path("bitrix/", include("portals.urls")),
     # The token API for programs that are not Python (api/views.py; README).

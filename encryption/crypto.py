@@ -68,6 +68,16 @@ def rotate(ciphertext: str) -> str:
         ) from None
 
 
+def uses_newest_key(ciphertext: str) -> bool:
+    """Was this stored value written with the first key of ENCRYPTION_KEYS?"""
+    keys = settings.ENCRYPTION_KEYS[:1]
+    try:
+        _fernet(tuple(keys), settings.SECRET_KEY).decrypt(ciphertext.encode())
+    except InvalidToken:
+        return False
+    return True
+
+
 def mask(secret: str | None) -> str:
     """What the admin shows instead of a secret: its last 4 characters."""
     if not secret:

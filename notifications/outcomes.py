@@ -27,6 +27,7 @@ from django.utils import timezone
 from notifications import dispatch
 from notifications.backends import SendResult
 from notifications.models import Channel, Delivery
+from ops import metrics
 
 logger = logging.getLogger(__name__)
 Status, Event = Delivery.Status, Delivery.Event
@@ -69,6 +70,7 @@ def mark_sent(channel: Channel, ids: list[int], lead: int, result: SendResult) -
         if channel.backend_class().checks_delivery and result.provider_message_id:
             schedule_check(lead, now)
         record_success(channel, result, now)
+    metrics.delivery(channel.kind, "sent", len(ids))
     what = f"a digest of {len(ids)} deliveries" if len(ids) > 1 else f"delivery {ids[0]}"
     logger.info("channel %s (%s): sent %s: %s", channel.pk, channel.kind, what, result.detail)
     return Outcome("digest" if len(ids) > 1 else "sent")
@@ -96,25 +98,29 @@ def record_success(channel: Channel, result: SendResult, now: datetime) -> None:
 def fail(channel: Channel, ids: list[int], reason: str, statuses: tuple[str, ...]) -> Outcome:
     """Retrying cannot help: fail the deliveries and switch the channel off, visibly."""
     with transaction.atomic():
-        Delivery.objects.filter(pk__in=ids, status__in=statuses).update(
+        failed = Delivery.objects.filter(pk__in=ids, status__in=statuses).update(
             status=Status.FAILED, error=reason, next_check_at=None
         )
         dispatch.switch_off(channel.pk, reason)
+    metrics.delivery(channel.kind, "failed", failed)
     logger.error("channel %s (%s) disabled: %s", channel.pk, channel.kind, reason)
     return Outcome("failed")
 
 
-def _give_up(claimed: QuerySet, reason: str) -> None:
+def _give_up(claimed: QuerySet, reason: str) -> int:
     """What no longer needs retrying: an alert whose incident is over meanwhile; a recovery
-    notice (or any delivery of a closed incident) after NOTIFY_MAX_ATTEMPTS."""
+    notice (or any delivery of a closed incident) after NOTIFY_MAX_ATTEMPTS. Returns how many
+    failed."""
     over = Q(incident__resolved_at__isnull=False)
     claimed.filter(over, event__in=_ALERTS).update(
         status=Status.CANCELLED, error="Not sent: the incident was resolved first."
     )
     max_attempts = int(settings.NOTIFY_MAX_ATTEMPTS)
-    claimed.exclude(event__in=_ALERTS, incident__resolved_at__isnull=True).filter(
-        attempts__gte=max_attempts
-    ).update(status=Status.FAILED, error=f"Gave up after {max_attempts} attempts. {reason}")
+    return (
+        claimed.exclude(event__in=_ALERTS, incident__resolved_at__isnull=True)
+        .filter(attempts__gte=max_attempts)
+        .update(status=Status.FAILED, error=f"Gave up after {max_attempts} attempts. {reason}")
+    )
 
 
 def retry_later(
@@ -132,7 +138,7 @@ def retry_later(
     delay = backoff(attempts, retry_after)
     with transaction.atomic():
         claimed = Delivery.objects.filter(pk__in=ids, status__in=statuses)
-        _give_up(claimed, reason)
+        gave_up = _give_up(claimed, reason)
         released = list(claimed.values_list("pk", flat=True))
         Delivery.objects.filter(pk__in=released).update(
             status=Status.QUEUED,
@@ -149,6 +155,8 @@ def retry_later(
         )
         retries_itself = Status.SENDING in statuses
         dispatch.enqueue([pk for pk in released if pk != lead or not retries_itself], delay)
+    metrics.delivery(channel.kind, "failed", gave_up)
+    metrics.delivery(channel.kind, "retried", len(released))
     what = (channel.pk, channel.kind, len(ids), reason)
     logger.warning("channel %s (%s): %d delivery(ies) not sent: %s", *what)
     if retries_itself and lead in released:

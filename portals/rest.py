@@ -39,6 +39,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from ops import metrics
 from portals import ratelimit, restwire, service, tokens
 from portals.errors import status_for
 from portals.models import RefreshAttempt, Token
@@ -99,6 +100,15 @@ class Bitrix24:
     @sensitive_variables()
     def request(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Call `method`; the whole envelope (`result`, and `total`, `next`, `time`)."""
+        try:
+            envelope = self._request(method, params)
+        except RestError as err:
+            metrics.rest_call("permanent_error" if err.permanent else "transient_error")
+            raise
+        metrics.rest_call("success")
+        return envelope
+
+    def _request(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
         tries = _Tries(time.monotonic() + self.deadline)
         token = tokens.get_token(self.reference, self.MIN_TTL)
         while True:

@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from encryption.crypto import DecryptionError
+from ops import metrics
 from portals import authservers, journal, schedule, signals
 from portals.errors import (
     ConfigurationError,
@@ -310,6 +311,7 @@ def record_attempt(
         duration_ms=duration_ms,
         store_retries=store_retries,
     )
+    metrics.refresh_attempt(kind, outcome, error.code if error else "", duration_ms)
 
 
 # --- Connecting -----------------------------------------------------------------------------

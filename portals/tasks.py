@@ -3,11 +3,13 @@
 from celery import shared_task
 from django.conf import settings
 
+from ops import heartbeat
 from portals import sweep
 
 
 @shared_task(ignore_result=True)
 def sweep_due_tokens() -> int:
+    heartbeat.sweep_started()  # GET /health/ and /metrics tell from it whether beat runs
     return sweep.sweep()
 
 

@@ -29,6 +29,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from config.logging import bind_token
 from portals import schedule, service
 from portals.errors import (
     ConfigurationError,
@@ -118,6 +119,7 @@ def refresh_token(token: Token, kind: str, *, wait: bool) -> Token | None:
     wait=True: wait for that other refresh and return its result (RefreshBusy after
     TOKEN_REFRESH_WAIT). wait=False (background work): return None at once.
     """
+    bind_token(token.reference)  # JSON log lines name the token
     if service.replay_journal(token.pk):  # a pair this machine could not store earlier
         token = service.load(pk=token.pk)
     if kind == Kind.SCHEDULED and token.status == TokenStatus.CONFIG_ERROR:

@@ -1,12 +1,13 @@
 """Shared fixtures: the wire-level fake Bitrix24 server and a connected token."""
 
-import os
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from portals.connect import ConnectInput, connect_portal
+from tests import brokers
+from tests.brokers import BROKERS
 from tests.fakes.bitrix import FakeBitrix
 
 CLIENT_ID = "local.6a1b2c3d4e5f60.48151623"
@@ -84,18 +85,22 @@ def token(fake_bitrix, db):
 
 # The Redis database the tests use as a broker: CELERY_BROKER_URL (tests/settings.py defaults it
 # to db 15), so two checkouts can run their suites at once on separate databases.
-BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+BROKER_URL = brokers.REDIS_URL
 
 
 @pytest.fixture
 def broker_url():
     """A real Redis broker, emptied before and after the test."""
-    import redis
+    with brokers.redis_broker() as url:
+        yield url
 
-    client = redis.Redis.from_url(BROKER_URL)
-    client.flushdb()
-    yield BROKER_URL
-    client.flushdb()
+
+@pytest.fixture(params=BROKERS)
+def broker(request):
+    """A broker of this test's own, once on Redis and once on RabbitMQ (tests/brokers.py), for
+    the tests that run real workers and beats. This process publishes to it too."""
+    with brokers.broker(request.param) as url:
+        yield url
 
 
 @pytest.fixture
@@ -112,9 +117,20 @@ def sweep_schedule(transactional_db):
     return PeriodicTask.objects.get(task=SWEEP_TASK)
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test, so fixtures can tell that it failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def celery(tmp_path, broker_url, fake_bitrix):
+def celery(request, tmp_path, broker, fake_bitrix):
     from tests.processes import CeleryProcesses
 
-    with CeleryProcesses(tmp_path, broker_url) as procs:
+    with CeleryProcesses(tmp_path, broker) as procs:
         yield procs
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            print(procs.logs())  # shown with the failure, under "Captured stdout teardown"

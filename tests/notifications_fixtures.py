@@ -78,10 +78,10 @@ def owner(db):
 
 
 @pytest.fixture
-def workers(tmp_path, broker_url, fakes, notify, mailbox) -> Iterator[CeleryProcesses]:
-    """Real Celery workers on Redis that send through the fakes (and email the admins through
-    the fake SMTP server); their logs must hold no secret."""
-    with CeleryProcesses(tmp_path, broker_url, **worker_env(fakes, mailbox.url)) as procs:
+def workers(tmp_path, broker, fakes, notify, mailbox) -> Iterator[CeleryProcesses]:
+    """Real Celery workers (on Redis, then on RabbitMQ) that send through the fakes (and email
+    the admins through the fake SMTP server); their logs must hold no secret."""
+    with CeleryProcesses(tmp_path, broker, **worker_env(fakes, mailbox.url)) as procs:
         yield procs
         # The test is over and nothing is left to finish: a warm (or even a cold) shutdown
         # costs seconds per worker, so stop the pool processes and the worker at once.

@@ -45,7 +45,8 @@ def start_python(code: str, **extra_env: str) -> subprocess.Popen:
 
 
 class CeleryProcesses:
-    """Real Celery workers and beats against the test database and a Redis broker.
+    """Real Celery workers and beats against the test database and a broker (Redis or
+    RabbitMQ, see tests/brokers.py).
 
     Used as a context manager: everything started is stopped on exit, and each process's
     output goes to a file that a failing test can print.
@@ -56,33 +57,41 @@ class CeleryProcesses:
         self.env = {"CELERY_BROKER_URL": broker_url, **env}
         self.procs: list[tuple[subprocess.Popen, Path]] = []
 
-    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _start(self, name: str, args: list[str], **env: str) -> subprocess.Popen:
         log_path = self.tmp_path / f"{name}.log"
         with open(log_path, "w") as log:
             proc = subprocess.Popen(
                 [str(Path(sys.executable).parent / "celery"), "-A", "config", *args],
                 cwd=ROOT,
-                env=child_env(**self.env),
+                env=child_env(**{**self.env, **env}),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         self.procs.append((proc, log_path))
         return proc
 
-    def worker(self, name: str = "w1", concurrency: int = 1) -> subprocess.Popen:
+    def worker(
+        self, name: str = "w1", concurrency: int = 1, machine: bool = False, **env: str
+    ) -> subprocess.Popen:
+        """A worker named `name`@host. machine=True gives it a VAR_DIR of its own (its own
+        local journal), as a worker on another machine would have."""
+        if machine:
+            env.setdefault("VAR_DIR", str(self.tmp_path / f"machine-{name}"))
         proc = self._start(
             name,
             ["worker", "-n", f"{name}@%h", "-c", str(concurrency), "--pool", "prefork",
              "--loglevel", "INFO", "--without-gossip", "--without-mingle"],
+            **env,
         )  # fmt: skip
         self.wait_for_line(name, "ready.")
         return proc
 
-    def beat(self, name: str = "beat") -> subprocess.Popen:
+    def beat(self, name: str = "beat", **env: str) -> subprocess.Popen:
         return self._start(
             name,
             ["beat", "--loglevel", "INFO", "--max-interval", "1", "--pidfile=",
              "-S", "django_celery_beat.schedulers:DatabaseScheduler"],
+            **env,
         )  # fmt: skip
 
     def log(self, name: str) -> str:

@@ -1,5 +1,6 @@
 """The REST client (portals.rest) against the fake portal's REST API, over real HTTP."""
 
+import json
 import logging
 import time
 import traceback
@@ -304,3 +305,17 @@ def test_a_rename_is_refused_when_the_authorization_server_is_not_allowed(
     assert caught.value.code == "portal_moved" and "BITRIX_AUTH_SERVERS" in str(caught.value)
     assert fake_bitrix.rest_count(host=new_host) == 0
     assert Portal.objects.get(pk=rest_token.portal_id).domain == portal_host
+
+
+def test_every_call_is_counted_in_the_metrics(fake_bitrix, rest_token):
+    from ops.models import Counter
+
+    def calls(outcome: str) -> float:
+        labels = json.dumps({"outcome": outcome}, sort_keys=True)
+        row = Counter.objects.filter(name="b24keeper_rest_calls_total", labels=labels).first()
+        return row.value if row else 0.0
+
+    Bitrix24("token").call("user.current")
+    with pytest.raises(RestError):
+        Bitrix24("token").call("no.such.method")
+    assert calls("success") == 1 and calls("permanent_error") == 1

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class OpsConfig(AppConfig):
+    name = "ops"
+    verbose_name = "Operations: health, metrics, history"
+
+    def ready(self) -> None:
+        from ops import signals
+
+        signals.connect_receivers()
