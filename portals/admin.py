@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from encryption import crypto
-from portals import admin_apps, service  # noqa: F401  (admin_apps registers its admins)
+from portals import admin_apps, lifecycle, service  # noqa: F401  (admin_apps registers its admins)
 from portals.admin_views import CONNECT, REFRESH, TOGGLE, TokenViewsMixin, add_task_url
 from portals.display import EMPTY, duration, when
 from portals.errors import OAuthError, TokenError
@@ -156,7 +156,7 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
         self, request: HttpRequest, obj: Token, form: forms.ModelForm, change: bool
     ) -> None:
         fields = {name: form.cleaned_data[name] for name in ("reference", "owner", "notes")}
-        service.update_staff_fields(obj.pk, **fields)
+        lifecycle.update_staff_fields(obj.pk, **fields)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict | None = None
@@ -270,7 +270,7 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
 
     @admin.action(description=gettext_lazy("Disable (stop refreshing)"), permissions=["toggle"])
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = service.disable(list(queryset.values_list("pk", flat=True)))
+        count = lifecycle.disable(list(queryset.values_list("pk", flat=True)))
         text = _("%(count)d token(s) disabled.")
         self.message_user(request, text % {"count": count}, messages.SUCCESS)
 
@@ -278,6 +278,6 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
         description=gettext_lazy("Enable (refresh on schedule again)"), permissions=["toggle"]
     )
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = service.enable(list(queryset.values_list("pk", flat=True)))
+        count = lifecycle.enable(list(queryset.values_list("pk", flat=True)))
         text = _("%(count)d token(s) enabled; they refresh within a minute.")
         self.message_user(request, text % {"count": count}, messages.SUCCESS)

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from portals import connect, oauth, service, states
+from portals import connect, lifecycle, oauth, states
 from portals.connect import ConnectError, ConnectInput, authorize_url, connect_portal
 from portals.errors import OAuthError, TokenError
 from portals.forms import HELD_SECRET_HELP, ConnectNewPortalForm, ConnectPortalForm
@@ -237,10 +237,10 @@ class TokenViewsMixin(admin.ModelAdmin):
         require(request, TOGGLE)
         token = get_object_or_404(Token.objects.defer("access_token", "refresh_token"), pk=pk)
         if token.status == TokenStatus.DISABLED:
-            service.enable([token.pk])
+            lifecycle.enable([token.pk])
             text = _("Enabled “%(reference)s”: it refreshes on schedule again, within a minute.")
         else:
-            service.disable([token.pk])
+            lifecycle.disable([token.pk])
             text = _("Disabled “%(reference)s”: it is no longer refreshed or handed out.")
         messages.success(request, text % {"reference": token.reference})
         return self._token_page(token)

@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
-from portals import authservers, oauth, service
+from portals import authservers, lifecycle, oauth
 from portals.errors import ConfigurationError, OAuthError, form_field
 from portals.models import AppCredentials, Portal, RefreshAttempt, Token
 from portals.oauth import BitrixOAuthClient, TokenGrant, auth_server_from_endpoint
@@ -227,7 +227,7 @@ def store_grant(
         elif not token.reference:
             token.reference = unique_reference(portal.domain)
         token.owner_id = owner_id or token.owner_id
-        return service.store_connection(
+        return lifecycle.store_connection(
             token,
             grant,
             scope=grant.scope or app.scope,
@@ -306,6 +306,6 @@ def check_scope(token: Token) -> list[str]:
         log.warning("token %s: app.info after connecting failed: %s", token, err.code)
         return []
     if info.scope:
-        service.record_scope(token.pk, info.scope)
+        lifecycle.record_scope(token.pk, info.scope)
         token.scope = info.scope
     return token.missing_scopes()

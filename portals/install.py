@@ -24,7 +24,7 @@ from django.http import HttpRequest, QueryDict
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from portals import connect, service
+from portals import connect, lifecycle
 from portals.errors import ConfigurationError, OAuthError, PermanentOAuthError, advice_for
 from portals.models import AppCredentials, RefreshAttempt, Token
 from portals.oauth import AppInfo, BitrixOAuthClient, TokenGrant
@@ -122,7 +122,7 @@ def install(app: AppCredentials, payload: Payload) -> Token:
         kind=RefreshAttempt.Kind.EVENT,
     )
     if info.scope:
-        service.record_scope(token.pk, info.scope)
+        lifecycle.record_scope(token.pk, info.scope)
     log.info("install on %s (member %s) stored as token %s", domain, grant.member_id, token)
     return token
 
@@ -198,7 +198,7 @@ def uninstall(token: Token, payload: Payload) -> Token:
         f"ONAPPUNINSTALL: the app was removed from {token.portal.domain}",
         str(advice_for("not_installed") or ""),
     )
-    service.mark_uninstalled(token, error, clean=payload.data.get("CLEAN") == "1")
+    lifecycle.mark_uninstalled(token, error, clean=payload.data.get("CLEAN") == "1")
     log.warning("token %s: the app was uninstalled from %s", token, token.portal.domain)
     return token
 

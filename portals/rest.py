@@ -40,7 +40,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from ops import metrics
-from portals import ratelimit, restwire, service, tokens
+from portals import lifecycle, ratelimit, restwire, service, tokens
 from portals.errors import status_for
 from portals.models import RefreshAttempt, Token
 from portals.restwire import RestError
@@ -249,8 +249,8 @@ class Bitrix24:
         move = restwire.confirm_move(token, location, tries.deadline - time.monotonic())
         host = urlsplit(move.endpoint).netloc.lower()
         try:
-            service.move_portal(move.member_id, host, move.endpoint)
-        except service.PortalMoveRefused as err:
+            lifecycle.move_portal(move.member_id, host, move.endpoint)
+        except lifecycle.PortalMoveRefused as err:
             raise RestError("portal_moved", str(err), permanent=True, status=302) from None
         token.client_endpoint, token.portal.domain = move.endpoint, host
         return token

@@ -15,7 +15,7 @@ from django.db import DatabaseError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from portals import service
+from portals import lifecycle, service
 from portals.errors import OAuthError, TokenError, TokenNotFound
 from portals.models import SCHEDULED_STATUSES, RefreshAttempt, Token, refresh_lease
 from portals.tokens import refresh_token
@@ -105,7 +105,7 @@ def _refresh_if_due(token_id: int, now: datetime) -> str:
 
 def _release(token_id: int) -> None:
     try:
-        service.release_sweep_claim(token_id)
+        lifecycle.release_sweep_claim(token_id)
     except DatabaseError as err:  # the database is away: the claim expires by itself
         log.warning("token %s: sweep claim not released (%s)", token_id, type(err).__name__)
 

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from notifications.models import Incident
-from portals import service
+from portals import lifecycle
 from portals.errors import PermanentOAuthError, TokenConfigurationError, TransientOAuthError
 from portals.models import AppCredentials, RefreshAttempt, Token, TokenStatus
 from portals.sweep import refresh_if_due
@@ -110,7 +110,7 @@ def test_the_token_form_offers_only_reference_owner_and_notes(admin_client, toke
 @pytest.mark.django_db(transaction=True)  # staff act from another thread, on committed rows
 def test_disable_during_a_refresh_stays_and_the_pair_is_still_stored(fake_bitrix):
     token = connect(fake_bitrix)
-    fake_bitrix.after_grant = lambda params: service.disable([token.pk])
+    fake_bitrix.after_grant = lambda params: lifecycle.disable([token.pk])
     refresh("token")
     token.refresh_from_db()
     assert token.status == TokenStatus.DISABLED
@@ -172,7 +172,7 @@ def test_the_sweep_claim_is_released_on_every_outcome(fake_bitrix, token, fields
 def test_enable_clears_the_sweep_claim_but_not_a_live_refresh(fake_bitrix, token):
     started = timezone.now()
     claimed(token, status=TokenStatus.DISABLED, refresh_started_at=started)
-    service.enable([token.pk])
+    lifecycle.enable([token.pk])
     token.refresh_from_db()
     assert token.claimed_until is None and token.refresh_started_at == started
 
