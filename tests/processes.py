@@ -98,11 +98,10 @@ class CeleryProcesses:
         return (self.tmp_path / f"{name}.log").read_text()
 
     def wait_for_line(self, name: str, text: str, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log(name):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{name} never printed {text!r}:\n{self.log(name)[-3000:]}")
-            time.sleep(0.1)
+        try:
+            wait_until(lambda: text in self.log(name), timeout, f"{name} to print {text!r}")
+        except AssertionError as err:
+            raise AssertionError(f"{err}:\n{self.log(name)[-3000:]}") from None
 
     def logs(self) -> str:
         return "\n".join(f"--- {path.name}\n{path.read_text()[-4000:]}" for _, path in self.procs)
@@ -132,9 +131,15 @@ def child_pids(pid: int) -> list[int]:
     return [int(p) for p in children.read_text().split()] if children.exists() else []
 
 
+# How often wait_until() looks again: the one poll interval of the suite. Processes, logs and
+# database rows give no event to block on, so a condition is checked this often until it
+# holds; a test never waits a fixed time for an outcome.
+POLL_SECONDS = 0.1
+
+
 def wait_until(predicate, timeout: float = 30, message: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(0.1)
+        time.sleep(POLL_SECONDS)

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -76,9 +77,11 @@ def settled(env: dict[str, str], now: str) -> bool:
     return left == 0
 
 
-def drive_web(port: int, seconds: float) -> list[int]:
+def drive_web(port: int, seconds: float, refreshes: Callable[[], int]) -> list[int]:
     """Staff at work: log in, then keep pressing "Enable" on every token (a write to every
-    row, which also makes each token due at once) while the worker and beat write too."""
+    row, which also makes each token due at once) while the worker and beat write too. Each
+    press waits for the worker to have refreshed something since the last one, so staff
+    writes and refreshes overlap all along."""
     base, web = f"http://127.0.0.1:{port}", requests.Session()
     wait_until(lambda: _answers(web, f"{base}/admin/login/"), 30, "gunicorn")
     login = {"username": "admin", "password": "embedded-pass-1", "next": "/admin/"}
@@ -87,10 +90,11 @@ def drive_web(port: int, seconds: float) -> list[int]:
     ids = [str(i) for i in range(1, TOKENS + 1)]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        before = refreshes()
         statuses.append(web.get(changelist, timeout=30).status_code)
         action = {"action": "enable", "index": "0", "_selected_action": ids}
         statuses.append(_post(web, changelist, action).status_code)
-        time.sleep(0.3)
+        wait_until(lambda: refreshes() > before, 30, "a refresh after pressing Enable")
     return statuses
 
 
@@ -130,7 +134,8 @@ def test_sqlite_and_the_filesystem_broker_hold_up_under_concurrent_writers(
             cwd=ROOT, env=embedded_env,
         )  # fmt: skip
         try:
-            statuses = drive_web(port, seconds=12)
+            refreshed = lambda: fake_bitrix.count(grant_type="refresh_token")  # noqa: E731
+            statuses = drive_web(port, seconds=12, refreshes=refreshed)
             assert set(statuses) <= {200, 302}, statuses
             wait_until(lambda: settled(embedded_env, now_text()), 60, "every token refreshed")
             logs = procs.logs()
