@@ -56,12 +56,14 @@ def check_auth_servers(**kwargs: Any) -> list:
 
     problems = [
         Error(
-            f"BITRIX_AUTH_SERVERS: “{entry}” is not an origin such as https://oauth.bitrix.info.",
-            hint="List origins only: scheme://host[:port], comma-separated.",
+            f"BITRIX_AUTH_SERVERS: “{ascii(entry)[1:-1]}” is not an origin such as "
+            "https://oauth.bitrix.info.",
+            hint="List origins only: scheme://host[:port], comma-separated, in plain ASCII "
+            "(an internationalized host in its xn-- form); see the README, Where secrets may go.",
             id="b24keeper.E003",
         )
         for entry in settings.BITRIX_AUTH_SERVERS
-        if authservers.origin(entry) is None
+        if authservers.parse_origin(entry, allow_path=False) is None
     ]
     if not authservers.is_allowed(settings.BITRIX_OAUTH_SERVER):
         problems.append(

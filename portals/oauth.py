@@ -61,8 +61,10 @@ class AppInfo:
 
 
 def auth_server_from_endpoint(server_endpoint: str) -> str:
-    """'https://oauth.bitrix.info/rest/' -> 'https://oauth.bitrix.info'."""
-    return authservers.base_url(server_endpoint)
+    """'https://oauth.bitrix.info/rest/' -> 'https://oauth.bitrix.info' (rebuilt by the strict
+    parser). A value the parser refuses comes back as it is, so that authservers.require()
+    refuses it by name rather than the caller quietly falling back to another server."""
+    return authservers.base_url(server_endpoint) or server_endpoint
 
 
 def authorize_url(portal_domain: str, client_id: str, state: str = "") -> str:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlencode
 
 from django.conf import settings
 from django.utils import timezone
@@ -112,11 +112,11 @@ class Bitrix24:
         tries = _Tries(time.monotonic() + self.deadline)
         token = tokens.get_token(self.reference, self.MIN_TTL)
         while True:
-            url = restwire.endpoint(token) + method
+            root = restwire.endpoint(token)
             self._wait_turn(token, tries)
             body = {**(params or {}), "auth": token.access_token}
             try:
-                return restwire.post(url, body, tries.deadline - time.monotonic())
+                return restwire.post(root, method, body, tries.deadline - time.monotonic())
             except restwire.Moved as moved:
                 token = self._follow(token, moved.location, tries)
             except RestError as err:
@@ -247,7 +247,7 @@ class Bitrix24:
             )
         tries.moved = True
         move = restwire.confirm_move(token, location, tries.deadline - time.monotonic())
-        host = urlsplit(move.endpoint).netloc.lower()
+        host = move.domain
         try:
             lifecycle.move_portal(move.member_id, host, move.endpoint)
         except lifecycle.PortalMoveRefused as err:

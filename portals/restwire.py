@@ -9,9 +9,9 @@ the token goes to the new host only once `confirm_move()` has heard from the tok
 authorization server that this portal (by member_id) now lives there.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -19,11 +19,15 @@ from django.views.decorators.debug import sensitive_variables
 from requests.adapters import HTTPAdapter
 
 from portals import authservers
+from portals.authservers import Origin
 from portals.errors import ConfigurationError, OAuthError, Source, classify
 from portals.models import Token
 from portals.oauth import auth_server_from_endpoint
 
 Envelope = dict[str, Any]
+# A REST method name as Bitrix24 spells them (crm.lead.list, user.admin, batch); anything else
+# would change the path the token is sent to.
+METHOD = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
 
 
 class RestError(OAuthError):
@@ -79,8 +83,11 @@ def session() -> requests.Session:
 
 
 @sensitive_variables()
-def post(url: str, body: dict[str, Any], read_timeout: float) -> Envelope:
-    """POST `body` as JSON; the envelope of a good answer, else RestError (or Moved)."""
+def post(root: str, method: str, body: dict[str, Any], read_timeout: float) -> Envelope:
+    """POST `body` as JSON to `method` under the REST root `root` (as endpoint() gives it);
+    the envelope of a good answer, else RestError (or Moved). The URL is rebuilt here from
+    the root's origin, so nothing but a checked host ever receives the token."""
+    url = rest_url(root, method)
     timeout = (settings.BITRIX_CONNECT_TIMEOUT, max(1.0, read_timeout))
     try:
         response = session().post(url, json=body, timeout=timeout, allow_redirects=False)
@@ -117,18 +124,39 @@ def parse(response: requests.Response) -> Envelope:
 
 
 def endpoint(token: Token) -> str:
-    """The token's REST root (its client_endpoint, else the portal's /rest/), checked."""
+    """The token's REST root, `scheme://host[:port]/rest/`, rebuilt from its client_endpoint
+    (else the portal's address) by the one strict parser (portals.authservers)."""
     url = token.client_endpoint or f"https://{token.portal.domain}/rest/"
-    parts = urlsplit(url)
+    return _root(_portal_origin(url))
+
+
+def rest_url(root: str, method: str) -> str:
+    """`root` (a REST root) and a method name, rebuilt as `scheme://host[:port]/rest/method`."""
+    if not METHOD.fullmatch(method):
+        raise RestError(
+            "invalid_method",
+            f"“{ascii(method[:100])[1:-1]}” is not a REST method name.",
+            "Use a Bitrix24 method name such as crm.lead.list.",
+            permanent=True,
+        )
+    return _root(_portal_origin(root)) + method
+
+
+def _portal_origin(url: str) -> Origin:
+    origin = authservers.parse_origin(url)
     allowed = ("https", "http") if settings.BITRIX_ALLOW_HTTP else ("https",)
-    if parts.scheme not in allowed or not parts.netloc:
+    if origin is None or origin.scheme not in allowed:
         raise RestError(
             "invalid_endpoint",
-            f"The token's REST address {parts.scheme}://{parts.netloc} is not https.",
+            f"The token's REST address {authservers.shown(url)} is not a plain https address.",
             "Re-connect the portal; http:// portals need BITRIX_ALLOW_HTTP (tests only).",
             permanent=True,
         )
-    return url if url.endswith("/") else url + "/"
+    return origin
+
+
+def _root(origin: Origin) -> str:
+    return f"{origin.url}/rest/"
 
 
 @dataclass(frozen=True)
@@ -136,7 +164,8 @@ class PortalMove:
     """The authorization server confirmed: the portal `member_id` now answers at `endpoint`."""
 
     member_id: str
-    endpoint: str  # the new REST root (client_endpoint)
+    endpoint: str  # the new REST root (client_endpoint), rebuilt by the strict parser
+    domain: str  # its host[:port], the portal's new address
 
 
 @sensitive_variables()
@@ -144,11 +173,12 @@ def confirm_move(token: Token, location: str, read_timeout: float) -> PortalMove
     """The portal redirected to `location`: the move, once the authorization server's
     app.info (§7) says this portal's member_id lives at that host; RestError
     ("portal_moved") otherwise, with nothing sent to the new host."""
-    target = urlsplit(location)
-    host = target.netloc.lower()
-    old_host = urlsplit(endpoint(token)).netloc.lower()
-    if not host or host == old_host or target.scheme not in ("https", "http"):
-        raise _refused(token, location or "(no address)", "it does not name another host")
+    target = authservers.parse_origin(location)
+    old = _portal_origin(endpoint(token))
+    if target is None or target == old:
+        raise _refused(token, authservers.shown(location or "(no address)"), "it does not name "
+                       "another host by an address every URL parser reads alike")  # fmt: skip
+    host = target.netloc
     member_id = token.portal.member_id
     if not member_id:
         raise _refused(token, host, "b24keeper does not know this portal's member_id")
@@ -158,17 +188,17 @@ def confirm_move(token: Token, location: str, read_timeout: float) -> PortalMove
     except ConfigurationError as err:
         raise _refused(token, host, str(err)) from None
     try:
-        info = post(f"{server}/rest/app.info", {"auth": token.access_token}, read_timeout)
+        info = post(f"{server}/rest/", "app.info", {"auth": token.access_token}, read_timeout)
     except (RestError, Moved) as err:
         failure = getattr(err, "code", "a redirect")
         raise _refused(token, host, f"app.info failed ({failure})") from None
     install = (info.get("result") or {}).get("install") or {}
-    new_endpoint = str(install.get("client_endpoint") or "")
     if install.get("member_id") != member_id:
         raise _refused(token, host, "the authorization server knows no such move of this portal")
-    if urlsplit(new_endpoint).netloc.lower() != host:
+    new = authservers.parse_origin(str(install.get("client_endpoint") or ""))
+    if new is None or (new.scheme, new.host, new.port) != (target.scheme, target.host, target.port):
         raise _refused(token, host, "the authorization server names another address")
-    return PortalMove(member_id, new_endpoint)
+    return PortalMove(member_id, _root(new), new.netloc)
 
 
 def _refused(token: Token, host: str, reason: str) -> RestError:
