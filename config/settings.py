@@ -334,6 +334,8 @@ EMAIL_TIMEOUT = 20
 # --- Logging and error pages ----------------------------------------------------------------
 # Error pages (DEBUG) and error reports hide POST fields and variables marked sensitive.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "config.error_reports.SecretsExceptionReporterFilter"
+# ...and mask the password of any URL on the page or in the email, whatever holds it.
+DEFAULT_EXCEPTION_REPORTER = "config.error_reports.SecretsExceptionReporter"
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # plain: one readable line per record. json: one JSON object per line (time, level, logger,
 # message, token, task_id, traceback) for a log collector; redacted the same way.
