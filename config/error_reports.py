@@ -13,6 +13,7 @@ from types import FrameType
 from typing import Any
 
 from django.http import HttpRequest
+from django.utils.safestring import SafeString, mark_safe
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 MASK = "********************"  # Django's own substitute
@@ -72,8 +73,9 @@ class SecretsExceptionReporter(ExceptionReporter):
     """The error page (DEBUG) and the ADMINS email text, with every URL's password masked
     once more in the finished text: an exception message may quote a URL."""
 
-    def get_traceback_html(self) -> str:
-        return mask_urls(super().get_traceback_html())
+    # The mask adds only "*" to text Django rendered and escaped: still safe to show.
+    def get_traceback_html(self) -> SafeString:
+        return mark_safe(mask_urls(super().get_traceback_html()))  # noqa: S308
 
-    def get_traceback_text(self) -> str:
-        return mask_urls(super().get_traceback_text())
+    def get_traceback_text(self) -> SafeString:
+        return mark_safe(mask_urls(super().get_traceback_text()))  # noqa: S308
