@@ -22,6 +22,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_GET, require_POST
 
 from portals import callback, install
+from portals.inbound import form_only
 from portals.models import AppCredentials
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ def _refused(request: HttpRequest, message: str, status: int = 403) -> HttpRespo
 
 @csrf_exempt
 @require_POST
+@form_only()  # a small urlencoded form, judged before the body is read (415, 413)
 @xframe_options_exempt  # the portal shows this page in its install frame (§6.1)
 @sensitive_post_parameters()  # the form holds tokens and the application_token
 def bitrix_install(request: HttpRequest, client_id: str) -> HttpResponse:
@@ -96,6 +98,7 @@ def bitrix_install(request: HttpRequest, client_id: str) -> HttpResponse:
 
 @csrf_exempt
 @require_POST
+@form_only()  # a small urlencoded form, judged before the body is read (415, 413)
 @sensitive_post_parameters()
 def bitrix_events(request: HttpRequest, client_id: str) -> HttpResponse:
     outcome = _accept(request, client_id, "events")

@@ -59,7 +59,7 @@ def test_an_install_event_connects_the_portal(client, sender, fake_bitrix, url):
 
 def test_the_install_frame_answers_a_page_that_finishes_the_install(client, sender):
     query, form = sender.frame(PORTAL)
-    response = client.post(f"{INSTALL}?DOMAIN={query['DOMAIN']}&LANG=en", form)
+    response = post(client, f"{INSTALL}?DOMAIN={query['DOMAIN']}&LANG=en", form)
     html = response.content.decode()
     assert response.status_code == 200
     assert '<script src="//api.bitrix24.com/api/v1/"></script>' in html
@@ -116,16 +116,16 @@ def test_an_unknown_app_gets_404(client, sender):
 
 
 @pytest.mark.parametrize(
-    ("body", "content_type"),
+    ("body", "content_type", "status"),
     [
-        (json.dumps({"event": "ONAPPINSTALL"}), "application/json"),
-        ("event=ONAPPINSTALL", "text/plain"),
-        ("hello=world", FORM),
-        ("event=ONAPPUPDATE&auth[domain]=acme.bitrix24.com", FORM),
+        (json.dumps({"event": "ONAPPINSTALL"}), "application/json", 415),
+        ("event=ONAPPINSTALL", "text/plain", 415),
+        ("hello=world", FORM, 400),
+        ("event=ONAPPUPDATE&auth[domain]=acme.bitrix24.com", FORM, 400),
     ],
 )
-def test_a_body_that_is_not_the_form_gets_400(client, app, body, content_type):
-    assert client.post(EVENTS, body, content_type=content_type).status_code == 400
+def test_a_body_that_is_not_the_form_gets_400(client, app, body, content_type, status):
+    assert client.post(EVENTS, body, content_type=content_type).status_code == status
 
 
 def test_an_update_with_the_right_application_token_stores_the_new_pair(client, sender):
