@@ -73,7 +73,7 @@ def token(request: HttpRequest, reference: str) -> JsonResponse:
     except ApiError as err:
         return err.response()
     except Exception:  # the edge of the API: still JSON, and the cause in the (redacted) log
-        log.exception("token API: unexpected error for reference %s", reference[:100])
+        log.exception("token API: unexpected error for reference %r", reference[:100])
         detail = "Something went wrong in b24keeper; try again, and tell its staff if it lasts."
         return ApiError(500, "internal_error", detail).response()
 

@@ -1,5 +1,6 @@
 """Logging: a filter that blanks anything shaped like a Bitrix24 token or a secret parameter,
-in the message and in the traceback or stack printed with it; and, with LOG_FORMAT=json, a
+in the message and in the traceback or stack printed with it, and shows control characters in
+the message escaped (a value from a request cannot forge a line); and, with LOG_FORMAT=json, a
 formatter that writes one JSON object per line with the token and the Celery task it is about.
 
 Our own code never logs secrets; the filter is the second line of defence for third-party
@@ -36,15 +37,29 @@ def redact(text: str) -> str:
     return text
 
 
+# What would break a record into several lines or drive a terminal, from a value that came
+# with a request: C0 (newline, carriage return, escape, NUL, ...), DEL, C1, and the Unicode
+# line and paragraph separators that some readers (Python's splitlines() among them) also
+# break on. Shown as Python escapes (\n, \x1b, \u2028), so the line stays one and readable.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character and line separator shown as an escape."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class RedactSecretsFilter(logging.Filter):
-    """Redacts the message, the traceback and the stack of every record it passes."""
+    """Redacts the message, the traceback and the stack of every record it passes, and
+    escapes control characters in the message (one record, one line; a traceback keeps its
+    lines, and is printed after the message)."""
 
     # Formats tracebacks the way every logging.Formatter does by default.
     _formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = redact(message)
+        cleaned = escape_controls(redact(message))
         if cleaned != message:
             record.msg, record.args = cleaned, None
         # A formatter prints exc_text when it is set and only formats exc_info itself when it
@@ -92,7 +107,7 @@ class JsonFormatter(logging.Formatter):
             "time": when.isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": redact(record.getMessage()),
+            "message": escape_controls(redact(record.getMessage())),
             "token": getattr(record, "token", None) or _token.get(),
             "task_id": getattr(record, "task_id", None) or _current_task_id(),
         }
