@@ -12,6 +12,7 @@ import logging
 import re
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from urllib.parse import unquote_plus
 
 # Bitrix24 tokens are 70 hex characters (older ones 32); Fernet ciphertexts start "gAAAA".
 _PATTERNS = [
@@ -31,10 +32,45 @@ _PATTERNS = [
 ]
 
 
+# Query parameters whose values are secrets, by name, case-insensitive, percent-encoded or not:
+# the OAuth redirect's code and state, the install frame's AUTH_ID and REFRESH_ID, PHP-style
+# auth[...] keys of events, and every token or key.
+SECRET_PARAMETERS = frozenset(
+    {
+        "code",
+        "state",
+        "auth",
+        "auth_id",
+        "refresh_id",
+        "access_token",
+        "refresh_token",
+        "application_token",
+        "client_secret",
+        "api_key",
+    }
+)
+_PARAMETER = re.compile(r"(^|[?&;])([^=&;#?\s]+)=([^&;#\s]*)")
+# The key in a webhook-shaped REST path, /rest/<user id>/<key>/<method>.
+_REST_KEY = re.compile(r"(?i)(/rest/\d+/)[^/?#\s]+")
+
+
+def redact_target(text: str) -> str:
+    """A request line, path, query string or URL with its secrets blanked: the values of
+    SECRET_PARAMETERS and the key of a /rest/<n>/<key>/ path."""
+    return _PARAMETER.sub(_blank_secret_value, _REST_KEY.sub(r"\1[redacted]", text))
+
+
+def _blank_secret_value(found: re.Match[str]) -> str:
+    name = unquote_plus(found.group(2)).lower()
+    if name in SECRET_PARAMETERS or name.startswith("auth["):
+        return f"{found.group(1)}{found.group(2)}=[redacted]"
+    return found.group(0)
+
+
 def redact(text: str) -> str:
     for pattern in _PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "[redacted]", text)
-    return text
+    return redact_target(text)
 
 
 # What would break a record into several lines or drive a terminal, from a value that came
