@@ -11,7 +11,6 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -103,14 +102,8 @@ def _authorize(request: HttpRequest, reference: str) -> "CheckedKey":
             "until shortly before expires_at instead of asking each time.",
             headers={"Retry-After": max(1, math.ceil(turn.wait))},
         )
-    keys.note_use(api_key, _client_address(request))
+    keys.note_use(api_key, forwarded_client_ip(request))  # TRUSTED_PROXY_COUNT decides
     return api_key
-
-
-def _client_address(request: HttpRequest) -> str | None:
-    if settings.HTTPS:  # behind our TLS proxy, the peer is the proxy
-        return forwarded_client_ip(request)
-    return request.META.get("REMOTE_ADDR")
 
 
 def _min_ttl(request: HttpRequest) -> int:

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 PROVIDER_URL_SETTINGS = (
     "TWILIO_API_URL",
@@ -123,5 +123,23 @@ def check_admin_email(**kwargs: Any) -> list:
             "reaches no enabled channel.",
             hint=f"Set {missing} too (see .env.example), or clear {present}.",
             id="b24keeper.W003",
+        )
+    ]
+
+
+@register(Tags.security, deploy=True)
+def check_trusted_proxies(**kwargs: Any) -> list:
+    """Behind a TLS proxy with no proxy trusted, every request seems to come from the proxy:
+    the login throttle then counts everyone's failures together."""
+    if not settings.HTTPS or settings.TRUSTED_PROXY_COUNT > 0:
+        return []
+    return [
+        Warning(
+            "HTTPS is on, so a proxy stands in front of b24keeper, but TRUSTED_PROXY_COUNT is 0: "
+            "every request seems to come from the proxy's address, and one person's failed "
+            "logins lock that username out for everyone.",
+            hint="Set TRUSTED_PROXY_COUNT to the number of proxies of yours in front of the "
+            "service (1 for the documented nginx, which appends to X-Forwarded-For).",
+            id="b24keeper.W004",
         )
     ]

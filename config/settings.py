@@ -62,8 +62,14 @@ AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_COOLOFF_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-# Behind the TLS proxy every request comes from the proxy: take the address it appended.
-AXES_CLIENT_IP_CALLABLE = "config.client_ip.forwarded_client_ip" if HTTPS else None
+# How many proxies of ours stand in front of the service (the documented nginx: 1). The
+# client's address is the one that many hops from the right of X-Forwarded-For + REMOTE_ADDR;
+# 0 ignores X-Forwarded-For (anyone can write it). Used by the login throttle and for an API
+# key's last use (config/client_ip.py).
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more (the documented nginx: 1).")
+AXES_CLIENT_IP_CALLABLE = "config.client_ip.forwarded_client_ip"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login early
     "django.contrib.auth.backends.ModelBackend",

@@ -33,6 +33,7 @@ SETTINGS_SHOWN = [
     "SECURE_HSTS_INCLUDE_SUBDOMAINS",
     "SECURE_HSTS_PRELOAD",
     "AXES_CLIENT_IP_CALLABLE",
+    "TRUSTED_PROXY_COUNT",
 ]
 
 
@@ -59,6 +60,7 @@ def production_env(tmp_path: Path, **changes: str | None) -> dict[str, str]:
         "CELERY_BROKER_URL": django_settings.CELERY_BROKER_URL,
         "BITRIX_ALLOW_HTTP": "false",
         "VAR_DIR": str(tmp_path / "var"),
+        "TRUSTED_PROXY_COUNT": "1",  # deploy/env.example: the documented nginx
     }
     env.update(changes)
     return {name: value for name, value in env.items() if value is not None}
@@ -96,17 +98,18 @@ def test_https_turns_on_secure_cookies_hsts_the_redirect_and_the_proxy_header(tm
         "SECURE_HSTS_INCLUDE_SUBDOMAINS": False,
         "SECURE_HSTS_PRELOAD": False,
         "AXES_CLIENT_IP_CALLABLE": "config.client_ip.forwarded_client_ip",
+        "TRUSTED_PROXY_COUNT": 1,
     }
 
 
 @pytest.mark.django_db
 def test_https_is_off_by_default_as_bin_serve_runs_on_plain_http(tmp_path):
-    shown = settings_in(production_env(tmp_path, HTTPS=None))
+    shown = settings_in(production_env(tmp_path, HTTPS=None, TRUSTED_PROXY_COUNT=None))
     assert shown["SESSION_COOKIE_SECURE"] is shown["CSRF_COOKIE_SECURE"] is False
     assert shown["SECURE_SSL_REDIRECT"] is False
     assert shown["SECURE_PROXY_SSL_HEADER"] is None  # a client's header is not trusted
     assert shown["SECURE_HSTS_SECONDS"] == 0
-    assert shown["AXES_CLIENT_IP_CALLABLE"] is None
+    assert shown["TRUSTED_PROXY_COUNT"] == 0  # X-Forwarded-For is not trusted either
 
 
 @pytest.mark.django_db
@@ -121,6 +124,13 @@ def test_check_deploy_passes_with_the_documented_production_variables(tmp_path):
     done = run(production_env(tmp_path), *CHECK_DEPLOY)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "System check identified no issues (2 silenced)." in done.stdout
+
+
+@pytest.mark.django_db
+def test_check_deploy_warns_when_https_trusts_no_proxy(tmp_path):
+    done = run(production_env(tmp_path, TRUSTED_PROXY_COUNT=None), *CHECK_DEPLOY)
+    assert done.returncode != 0 and "b24keeper.W004" in done.stderr
+    assert "TRUSTED_PROXY_COUNT" in done.stderr
 
 
 @pytest.mark.django_db
@@ -191,7 +201,7 @@ def test_a_successful_login_clears_the_failures(staff, settings):
 @pytest.mark.django_db
 def test_behind_the_proxy_the_throttle_keys_on_the_address_the_proxy_saw(staff, settings):
     settings.AXES_FAILURE_LIMIT = 2
-    settings.AXES_CLIENT_IP_CALLABLE = "config.client_ip.forwarded_client_ip"
+    settings.TRUSTED_PROXY_COUNT = 1  # the documented nginx
     proxy = "10.0.0.2"  # every request reaches Django from the proxy
     attacker = Client(REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR="198.51.100.7")
     assert [log_in(attacker, "wrong") for _ in range(2)] == [200, 429]

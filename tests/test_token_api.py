@@ -182,7 +182,7 @@ def test_last_use_is_written_at_most_once_a_minute(client, token, key):
 
 
 def test_behind_the_proxy_the_last_address_is_the_one_the_proxy_saw(settings, token, key):
-    settings.HTTPS = True
+    settings.HTTPS, settings.TRUSTED_PROXY_COUNT = True, 1
     client = Client(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="192.0.2.1, 198.51.100.7")
     get(client, "token", key, secure=True)
     assert ApiKey.objects.get().last_used_from == "198.51.100.7"
