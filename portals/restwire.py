@@ -174,11 +174,12 @@ def confirm_move(token: Token, location: str, read_timeout: float) -> PortalMove
     app.info (§7) says this portal's member_id lives at that host; RestError
     ("portal_moved") otherwise, with nothing sent to the new host."""
     target = authservers.parse_origin(location)
-    old = _portal_origin(endpoint(token))
-    if target is None or target == old:
-        raise _refused(token, authservers.shown(location or "(no address)"), "it does not name "
-                       "another host by an address every URL parser reads alike")  # fmt: skip
+    if target is None:  # relative, or an address two URL parsers could read two ways
+        shown = authservers.shown(location or "(no address)")
+        raise _refused(token, shown, "it is not a plain absolute http(s) address")
     host = target.netloc
+    if host == _portal_origin(endpoint(token)).netloc:
+        raise _refused(token, host, "it does not name another host")
     member_id = token.portal.member_id
     if not member_id:
         raise _refused(token, host, "b24keeper does not know this portal's member_id")
