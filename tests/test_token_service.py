@@ -154,16 +154,20 @@ def claimed(token: Token, **fields: object) -> None:
 @pytest.mark.parametrize(
     ("fields", "outcome"),
     [
-        ({"next_refresh_at": timezone.now() + timedelta(hours=1)}, "not-due"),
+        ({"next_refresh_at": lambda: timezone.now() + timedelta(hours=1)}, "not-due"),
         ({"status": TokenStatus.DISABLED}, "skipped"),
         (
-            {"next_refresh_at": timezone.now(), "refresh_started_at": timezone.now()},
+            {"next_refresh_at": timezone.now, "refresh_started_at": timezone.now},
             "busy",
         ),
     ],
 )
 def test_the_sweep_claim_is_released_on_every_outcome(fake_bitrix, token, fields, outcome):
-    claimed(token, **fields)
+    # Times are taken now, not at collection: a refresh started over TOKEN_REFRESH_LEASE ago
+    # counts as dead, and a long suite reaches this test more than a minute after collecting.
+    claimed(
+        token, **{name: value() if callable(value) else value for name, value in fields.items()}
+    )
     assert refresh_if_due(token.pk) == outcome
     token.refresh_from_db()
     assert token.claimed_until is None
