@@ -6,9 +6,16 @@ Used by the admin "Add task" form and `manage.py connect_portal`; `store_grant` 
 are written in one transaction only after Bitrix24 has answered, so a failure leaves nothing
 half-saved. After any connect, `app.info` (docs/bitrix24-protocol.md §7) records the scope
 Bitrix24 actually granted.
+
+Who connects is passed in, never read from a request: `ConnectInput.may_change_app` says
+whether this connect may change a stored app's client_secret and scope (README "Who may do
+what"). A code from another portal than the one typed (another member_id, decided as for the
+Connect button by portals.states.other_portal) raises OtherPortal and stores nothing; the
+admin then holds the pair for staff to confirm.
 """
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,12 +24,14 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
-from portals import authservers, lifecycle, oauth
+from encryption.crypto import DecryptionError
+from portals import authservers, lifecycle, oauth, states
 from portals.errors import ConfigurationError, OAuthError, form_field
 from portals.models import AppCredentials, Portal, RefreshAttempt, Token
 from portals.oauth import BitrixOAuthClient, TokenGrant, auth_server_from_endpoint
@@ -33,6 +42,10 @@ CODE_HINT = gettext_lazy(
     "Codes live 30 seconds and work once. Open {authorize_url} again and submit the new code "
     "at once."
 )
+SEE_APP_PAGE = gettext_lazy(
+    "An app's client_secret and scope are changed on its page under App credentials, by "
+    "someone with the permission to change app credentials."
+)
 
 
 class ConnectError(Exception):
@@ -41,6 +54,17 @@ class ConnectError(Exception):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class OtherPortal(ConnectError):
+    """The code came from a portal with another member_id than the typed portal's (another
+    portal, or this one deleted and created again): nothing is stored. `token` is the typed
+    portal's token for this app, which the pair would re-connect (None: there is none), and
+    `domain` the portal the code came from; the admin holds the pair for staff to confirm."""
+
+    def __init__(self, message: str, token: "Token | None", grant: TokenGrant, domain: str):
+        super().__init__(message, "code")
+        self.token, self.grant, self.domain = token, grant, domain
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,9 @@ class ConnectInput:
     reference: str = "token"
     app_name: str = ""
     owner_id: int | None = None  # the staff user responsible; alerts name them
+    # May this connect change a stored app's client_secret and scope? The admin passes the
+    # user's portals.change_appcredentials; the command, run on the machine, passes True.
+    may_change_app: bool = False
 
     def __repr__(self) -> str:  # the secret and code stay out of tracebacks
         return f"ConnectInput(portal={self.portal!r}, client_id={self.client_id!r})"
@@ -78,7 +105,12 @@ def clean_input(data: ConnectInput) -> ConnectInput:
             errors[field] = err.messages
     if errors:
         raise ValidationError(errors)
-    return ConnectInput(app_name=data.app_name.strip(), owner_id=data.owner_id, **cleaned)
+    return ConnectInput(
+        app_name=data.app_name.strip(),
+        owner_id=data.owner_id,
+        may_change_app=data.may_change_app,
+        **cleaned,
+    )
 
 
 def _required(value: str, what: str) -> str:
@@ -105,10 +137,22 @@ def authorize_url(portal: str, client_id: str) -> str:
 @sensitive_variables()
 def connect_portal(data: ConnectInput) -> Token:
     """Exchange the code and store portal, app credentials and token. Raises ValidationError
-    (bad input, nothing sent) or ConnectError (Bitrix24 refused, nothing stored)."""
+    (bad input, or an app change this connect may not make: nothing sent), OtherPortal (the
+    code came from another portal: nothing stored) or ConnectError (Bitrix24 refused, nothing
+    stored)."""
     data = clean_input(data)
     _check_reference_is_free(data)
+    _check_app_unchanged(data)
     started, began = timezone.now(), time.monotonic()
+    grant = _exchange(data)
+    _check_same_portal(data, grant)
+    token = _store_connection(data, grant, started, int((time.monotonic() - began) * 1000))
+    check_scope(token)
+    return token
+
+
+@sensitive_variables()
+def _exchange(data: ConnectInput) -> TokenGrant:
     server = _known_auth_server(data.portal)
     try:
         grant = BitrixOAuthClient(server=server).exchange_code(
@@ -121,9 +165,7 @@ def connect_portal(data: ConnectInput) -> Token:
     except ConfigurationError as err:
         log.warning("connect %s/%s: %s", data.portal, data.client_id, err)
         raise ConnectError(str(err)) from None
-    token = _store_connection(data, grant, started, int((time.monotonic() - began) * 1000))
-    check_scope(token)
-    return token
+    return grant
 
 
 def check_answer(grant: TokenGrant) -> None:
@@ -162,6 +204,81 @@ def _check_reference_is_free(data: ConnectInput) -> None:
         raise ValidationError({"reference": message % {"reference": other.reference}})
 
 
+@sensitive_variables()
+def _check_app_unchanged(data: ConnectInput) -> None:
+    """Without the right to change app credentials, a connect uses a stored app as it is: a
+    different secret or scope is refused before the code is spent. A new app may be created."""
+    if data.may_change_app:
+        return
+    app = AppCredentials.objects.defer("client_secret").filter(client_id=data.client_id).first()
+    if app is None:
+        return
+    errors: dict[str, list[str]] = {}
+    if not _is_stored_secret(app, data.client_secret):
+        text = _("This is not the client_secret stored for %(client_id)s: type the stored one.")
+        errors["client_secret"] = [f"{text % {'client_id': app.client_id}} {SEE_APP_PAGE}"]
+    if _scope_codes(app.scope) != _scope_codes(data.scope):
+        text = _("%(client_id)s is stored with the scope %(scope)s: enter that scope.")
+        values = {"client_id": app.client_id, "scope": app.scope}
+        errors["scope"] = [f"{text % values} {SEE_APP_PAGE}"]
+    if errors:
+        log.info("connect %s/%s refused: the app's credentials differ", data.portal,
+                 data.client_id)  # fmt: skip
+        raise ValidationError(errors)
+
+
+@sensitive_variables()
+def _is_stored_secret(app: AppCredentials, secret: str) -> bool:
+    try:
+        stored = app.client_secret
+    except DecryptionError:
+        return False  # unreadable with today's keys: only someone who may change it can
+    return constant_time_compare(stored, secret)
+
+
+def _scope_codes(scope: str) -> set[str]:
+    return {code for code in re.split(r"[,\s]+", scope.lower()) if code}
+
+
+def _check_same_portal(data: ConnectInput, grant: TokenGrant) -> None:
+    """The typed portal's stored member_id must be the grant's, as for the Connect button
+    (portals.callback): else the code came from another portal, and nothing is stored."""
+    typed = Portal.objects.filter(domain=data.portal).first()
+    if typed is None or not states.other_portal(typed, grant):
+        return
+    token = Token.objects.filter(portal=typed, app__client_id=data.client_id).first()
+    domain = _answering_domain(grant, typed.domain)
+    log.warning("connect %s/%s: the code came from member %s at %s", data.portal,
+                data.client_id, grant.member_id, domain)  # fmt: skip
+    message = _(
+        "This code came from %(domain)s (member_id %(member_id)s), but %(typed)s is member_id "
+        "%(typed_member)s: another portal, or %(typed)s deleted and created again. Nothing was "
+        "stored. To connect %(typed)s, open its authorize URL and use the code it shows."
+    )
+    if token is not None:
+        message += " " + _(
+            "To move its token “%(reference)s” to %(domain)s, use Add task in the admin: it "
+            "asks you to confirm."
+        )
+    values = {
+        "domain": domain,
+        "member_id": grant.member_id,
+        "typed": typed.domain,
+        "typed_member": typed.member_id,
+        "reference": token.reference if token else "",
+    }
+    raise OtherPortal(message % values, token, grant, domain)
+
+
+def _answering_domain(grant: TokenGrant, fallback: str) -> str:
+    """The portal a grant belongs to: the host of the REST root the authorization server
+    named (docs/bitrix24-protocol.md §2), else `fallback`."""
+    try:
+        return normalize_portal_address(grant.client_endpoint or fallback)
+    except ValidationError:
+        return fallback
+
+
 def _connect_error(err: OAuthError, data: ConnectInput) -> ConnectError:
     field = form_field(err)
     message = err.message()
@@ -173,19 +290,12 @@ def _connect_error(err: OAuthError, data: ConnectInput) -> ConnectError:
 
 
 @sensitive_variables()
-def _store_connection(data: ConnectInput, grant: TokenGrant, started, duration_ms) -> Token:
+def _store_connection(
+    data: ConnectInput, grant: TokenGrant, started: datetime, duration_ms: int
+) -> Token:
     with transaction.atomic():
-        app, _created = AppCredentials.objects.update_or_create(
-            client_id=data.client_id,
-            defaults={"client_secret": data.client_secret, "scope": data.scope},
-            create_defaults={
-                "client_secret": data.client_secret,
-                "scope": data.scope,
-                "name": data.app_name or data.client_id,
-            },
-        )
         return store_grant(
-            app,
+            _app_for(data),
             grant,
             data.portal,
             reference=data.reference,
@@ -193,6 +303,20 @@ def _store_connection(data: ConnectInput, grant: TokenGrant, started, duration_m
             started=started,
             duration_ms=duration_ms,
         )
+
+
+@sensitive_variables()
+def _app_for(data: ConnectInput) -> AppCredentials:
+    """The app row: created if new; its secret and scope updated only if this connect may."""
+    typed = {"client_secret": data.client_secret, "scope": data.scope}
+    new = {**typed, "name": data.app_name or data.client_id}
+    if data.may_change_app:
+        app, _created = AppCredentials.objects.update_or_create(
+            client_id=data.client_id, defaults=typed, create_defaults=new
+        )
+    else:  # checked unchanged before the exchange (_check_app_unchanged)
+        app, _created = AppCredentials.objects.get_or_create(client_id=data.client_id, defaults=new)
+    return app
 
 
 @sensitive_variables()
