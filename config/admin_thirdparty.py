@@ -13,9 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from axes import admin as axes_admin
+from axes.handlers.proxy import AxesProxyHandler
 from axes.models import AccessAttempt
 from django.contrib import admin
-from django.db.models import Model
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
 from django_celery_beat import admin as beat_admin
 from django_celery_beat.models import PeriodicTask
 
@@ -44,9 +46,15 @@ class PeriodicTaskAdmin(beat_admin.PeriodicTaskAdmin):
 
 class AccessAttemptAdmin(axes_admin.AccessAttemptAdmin):
     # The clean-up deletes attempts (and with them lockouts): the permission to delete them.
-    cleanup_expired_attempts = requiring(
-        "delete", axes_admin.AccessAttemptAdmin.cleanup_expired_attempts
+    @admin.action(
+        description=axes_admin.AccessAttemptAdmin.cleanup_expired_attempts.short_description,
+        permissions=["delete"],
     )
+    def cleanup_expired_attempts(self, request: HttpRequest, queryset: QuerySet) -> None:
+        # The library's action reads what only its login handler puts on a request (the
+        # attempt's time): without this it is a server error.
+        AxesProxyHandler.update_request(request)
+        super().cleanup_expired_attempts(request, queryset)
 
 
 GUARDED: tuple[tuple[type[Model], type[admin.ModelAdmin]], ...] = (

@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from portals.models import PendingPair, Portal, Token
 from tests.admin_world import login
-from tests.conftest import CLIENT_ID, CLIENT_SECRET, PORTAL, connect
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, PORTAL
 
 pytestmark = pytest.mark.django_db
 ADD_TASK = reverse("admin:portals_token_connect")
