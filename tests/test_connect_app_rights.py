@@ -98,3 +98,16 @@ def test_the_command_changes_the_app(token, rotated):
     )  # fmt: skip
     app = AppCredentials.objects.get()
     assert (app.client_secret, app.scope) == (ROTATED, "crm,user,task")
+
+
+def test_the_refusal_speaks_russian(token, rotated):
+    form = {
+        "portal": PORTAL,
+        "client_id": CLIENT_ID,
+        "client_secret": ROTATED,
+        "scope": "crm,user",
+        "code": rotated.issue_code(CLIENT_ID, PORTAL),
+        "reference": "token",
+    }
+    page = login("operator").post(ADD_TASK, form, HTTP_ACCEPT_LANGUAGE="ru")
+    assert "«Учётные данные приложения»" in page.content.decode()
