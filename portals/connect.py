@@ -9,13 +9,11 @@ Bitrix24 actually granted.
 
 Who connects is passed in, never read from a request: `ConnectInput.may_change_app` says
 whether this connect may change a stored app's client_secret and scope (README "Who may do
-what"). A code from another portal than the one typed (another member_id, decided as for the
-Connect button by portals.states.other_portal) raises OtherPortal and stores nothing; the
-admin then holds the pair for staff to confirm.
+what"). A code from another portal than the one typed raises OtherPortal and stores nothing
+(portals.connect_checks); the admin then holds the pair for staff to confirm.
 """
 
 import logging
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,14 +22,12 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import transaction
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
-from encryption.crypto import DecryptionError
-from portals import authservers, lifecycle, oauth, states
+from portals import authservers, connect_checks, lifecycle, oauth
 from portals.errors import ConfigurationError, OAuthError, form_field
 from portals.models import AppCredentials, Portal, RefreshAttempt, Token
 from portals.oauth import BitrixOAuthClient, TokenGrant, auth_server_from_endpoint
@@ -41,10 +37,6 @@ log = logging.getLogger(__name__)
 CODE_HINT = gettext_lazy(
     "Codes live 30 seconds and work once. Open {authorize_url} again and submit the new code "
     "at once."
-)
-SEE_APP_PAGE = gettext_lazy(
-    "An app's client_secret and scope are changed on its page under App credentials, by "
-    "someone with the permission to change app credentials."
 )
 
 
@@ -57,14 +49,13 @@ class ConnectError(Exception):
 
 
 class OtherPortal(ConnectError):
-    """The code came from a portal with another member_id than the typed portal's (another
-    portal, or this one deleted and created again): nothing is stored. `token` is the typed
-    portal's token for this app, which the pair would re-connect (None: there is none), and
-    `domain` the portal the code came from; the admin holds the pair for staff to confirm."""
+    """The code came from another portal than the one typed (portals.connect_checks): nothing
+    is stored. With another member_id and a token of the typed portal for this app
+    (`token`), the admin holds the pair for staff to confirm; `domain` is where it came from."""
 
-    def __init__(self, message: str, token: "Token | None", grant: TokenGrant, domain: str):
-        super().__init__(message, "code")
-        self.token, self.grant, self.domain = token, grant, domain
+    def __init__(self, found: connect_checks.Mismatch, grant: TokenGrant) -> None:
+        super().__init__(found.message, found.field)
+        self.token, self.grant, self.domain = found.token, grant, found.domain
 
 
 @dataclass(frozen=True)
@@ -142,10 +133,12 @@ def connect_portal(data: ConnectInput) -> Token:
     stored)."""
     data = clean_input(data)
     _check_reference_is_free(data)
-    _check_app_unchanged(data)
+    if not data.may_change_app:
+        connect_checks.app_unchanged(data.client_id, data.client_secret, data.scope)
     started, began = timezone.now(), time.monotonic()
     grant = _exchange(data)
-    _check_same_portal(data, grant)
+    if found := connect_checks.mismatch(data.portal, data.client_id, grant):
+        raise OtherPortal(found, grant)
     token = _store_connection(data, grant, started, int((time.monotonic() - began) * 1000))
     check_scope(token)
     return token
@@ -204,81 +197,6 @@ def _check_reference_is_free(data: ConnectInput) -> None:
         raise ValidationError({"reference": message % {"reference": other.reference}})
 
 
-@sensitive_variables()
-def _check_app_unchanged(data: ConnectInput) -> None:
-    """Without the right to change app credentials, a connect uses a stored app as it is: a
-    different secret or scope is refused before the code is spent. A new app may be created."""
-    if data.may_change_app:
-        return
-    app = AppCredentials.objects.defer("client_secret").filter(client_id=data.client_id).first()
-    if app is None:
-        return
-    errors: dict[str, list[str]] = {}
-    if not _is_stored_secret(app, data.client_secret):
-        text = _("This is not the client_secret stored for %(client_id)s: type the stored one.")
-        errors["client_secret"] = [f"{text % {'client_id': app.client_id}} {SEE_APP_PAGE}"]
-    if _scope_codes(app.scope) != _scope_codes(data.scope):
-        text = _("%(client_id)s is stored with the scope %(scope)s: enter that scope.")
-        values = {"client_id": app.client_id, "scope": app.scope}
-        errors["scope"] = [f"{text % values} {SEE_APP_PAGE}"]
-    if errors:
-        log.info("connect %s/%s refused: the app's credentials differ", data.portal,
-                 data.client_id)  # fmt: skip
-        raise ValidationError(errors)
-
-
-@sensitive_variables()
-def _is_stored_secret(app: AppCredentials, secret: str) -> bool:
-    try:
-        stored = app.client_secret
-    except DecryptionError:
-        return False  # unreadable with today's keys: only someone who may change it can
-    return constant_time_compare(stored, secret)
-
-
-def _scope_codes(scope: str) -> set[str]:
-    return {code for code in re.split(r"[,\s]+", scope.lower()) if code}
-
-
-def _check_same_portal(data: ConnectInput, grant: TokenGrant) -> None:
-    """The typed portal's stored member_id must be the grant's, as for the Connect button
-    (portals.callback): else the code came from another portal, and nothing is stored."""
-    typed = Portal.objects.filter(domain=data.portal).first()
-    if typed is None or not states.other_portal(typed, grant):
-        return
-    token = Token.objects.filter(portal=typed, app__client_id=data.client_id).first()
-    domain = _answering_domain(grant, typed.domain)
-    log.warning("connect %s/%s: the code came from member %s at %s", data.portal,
-                data.client_id, grant.member_id, domain)  # fmt: skip
-    message = _(
-        "This code came from %(domain)s (member_id %(member_id)s), but %(typed)s is member_id "
-        "%(typed_member)s: another portal, or %(typed)s deleted and created again. Nothing was "
-        "stored. To connect %(typed)s, open its authorize URL and use the code it shows."
-    )
-    if token is not None:
-        message += " " + _(
-            "To move its token “%(reference)s” to %(domain)s, use Add task in the admin: it "
-            "asks you to confirm."
-        )
-    values = {
-        "domain": domain,
-        "member_id": grant.member_id,
-        "typed": typed.domain,
-        "typed_member": typed.member_id,
-        "reference": token.reference if token else "",
-    }
-    raise OtherPortal(message % values, token, grant, domain)
-
-
-def _answering_domain(grant: TokenGrant, fallback: str) -> str:
-    """The portal a grant belongs to: the host of the REST root the authorization server
-    named (docs/bitrix24-protocol.md §2), else `fallback`."""
-    try:
-        return normalize_portal_address(grant.client_endpoint or fallback)
-    except ValidationError:
-        return fallback
-
-
 def _connect_error(err: OAuthError, data: ConnectInput) -> ConnectError:
     field = form_field(err)
     message = err.message()
@@ -314,7 +232,7 @@ def _app_for(data: ConnectInput) -> AppCredentials:
         app, _created = AppCredentials.objects.update_or_create(
             client_id=data.client_id, defaults=typed, create_defaults=new
         )
-    else:  # checked unchanged before the exchange (_check_app_unchanged)
+    else:  # checked unchanged before the exchange (connect_checks.app_unchanged)
         app, _created = AppCredentials.objects.get_or_create(client_id=data.client_id, defaults=new)
     return app
 

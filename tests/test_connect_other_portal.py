@@ -102,3 +102,23 @@ def test_add_task_refuses_another_portal_when_no_token_can_wait(token, fake_bitr
     assert OTHER in message and member_id in message
     assert state(token) == before and Token.objects.count() == 1
     assert not PendingPair.objects.exists()
+
+
+def test_a_code_from_a_known_portal_does_not_rename_it_to_the_typed_address(token, fake_bitrix):
+    """Typing an address no portal has, with a code from a connected portal, would move that
+    portal (and its tokens) to the typed address: refused, naming where the code came from."""
+    before = state(token)
+    typed = "typo.bitrix24.com"
+    with pytest.raises(CommandError) as caught:
+        call_command(
+            "connect_portal",
+            "--portal", typed,
+            "--client-id", CLIENT_ID,
+            "--client-secret", CLIENT_SECRET,
+            "--scope", "crm,user",
+            "--code", fake_bitrix.issue_code(CLIENT_ID, PORTAL),
+            "--reference", "typo",
+        )  # fmt: skip
+    message = str(caught.value)
+    assert message.startswith("--portal:") and PORTAL in message and typed in message
+    assert state(token) == before and not Portal.objects.filter(domain=typed).exists()
