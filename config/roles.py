@@ -3,8 +3,12 @@ ones): assign people to a group in the admin instead of picking permissions one 
 
 - b24keeper viewers: see everything (secrets are masked anyway), change nothing.
 - b24keeper operators: also connect portals, refresh now, disable/enable tokens and channels,
-  and send test messages. Changing app credentials, channels and schedules stays with admins
-  (superusers or people given those model permissions explicitly).
+  and send test messages. Changing app credentials (in Add task too), channels and schedules
+  stays with admins (superusers or people given those model permissions explicitly).
+
+Every admin action requires a change or delete permission or one of our custom ones (those
+below, and api.manage_apikey), third-party actions too (config.admin_thirdparty), so a group
+given only view permissions stays read-only.
 """
 
 from typing import Any

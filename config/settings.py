@@ -76,7 +76,7 @@ AUTHENTICATION_BACKENDS = [
 ]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "config.apps.AdminConfig",  # django.contrib.admin; see config/apps.py
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

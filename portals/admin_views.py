@@ -23,7 +23,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from django.views.decorators.http import require_POST
 
 from portals import connect, lifecycle, oauth, states
-from portals.connect import ConnectError, ConnectInput, authorize_url, connect_portal
+from portals.connect import ConnectError, ConnectInput, OtherPortal, authorize_url, connect_portal
 from portals.errors import OAuthError, TokenError
 from portals.forms import HELD_SECRET_HELP, ConnectNewPortalForm, ConnectPortalForm
 from portals.models import Token, TokenStatus
@@ -32,6 +32,8 @@ from portals.validation import normalize_portal_address
 from portals.views import missing_scopes_text
 
 CONNECT, REFRESH, TOGGLE = "portals.connect_portal", "portals.refresh_token", "portals.toggle_token"
+# Changing a stored app's client_secret or scope, through its own page or "Add task".
+CHANGE_APP = "portals.change_appcredentials"
 # Kept from a failed "Add task" attempt (never the secret or the spent code).
 KEPT_FIELDS = ("portal", "client_id", "scope", "reference", "app_name")
 
@@ -97,24 +99,37 @@ class TokenViewsMixin(admin.ModelAdmin):
             return self._connect_page(request, form, request.POST)
         form = ConnectPortalForm(request.POST, secret_held=held is not None)
         if form.is_valid():
-            data = {**form.cleaned_data, "client_secret": secret or ""}
             try:
-                token = connect_portal(ConnectInput(**data, owner_id=request.user.pk))
-            except ValidationError as err:
-                _add_errors(form, err)
-            except ConnectError as err:
-                if err.field == "client_secret":  # the secret is wrong: ask for it again
+                return self._connect(request, {**form.cleaned_data, "client_secret": secret or ""})
+            except (ValidationError, ConnectError) as err:
+                if "client_secret" in _fields(err):  # the secret is wrong: ask for it again
                     states.forget_secret(request.session)
-                    form = _without_held_secret(form)
-                    secret = None
-                form.add_error(err.field, str(err))
-            else:
-                states.forget_secret(request.session)
-                return self._connected(request, token)
+                    form, secret = _without_held_secret(form), None
+                _add_errors(form, err)
         if typed and secret:  # a failed attempt: the next one need not retype it
             states.hold_secret(request.session, typed)
             form = _with_held_secret(form)
         return self._connect_page(request, form, request.POST)
+
+    @method_decorator(sensitive_variables())
+    def _connect(self, request: HttpRequest, typed: dict[str, Any]) -> HttpResponse:
+        """Connect as this user may (changing a stored app needs CHANGE_APP). A code from
+        another portal waits for confirmation, as from the Connect button; ValidationError
+        or ConnectError otherwise."""
+        user = request.user
+        data = ConnectInput(**typed, owner_id=user.pk, may_change_app=user.has_perm(CHANGE_APP))
+        try:
+            token = connect_portal(data)
+        except OtherPortal as err:
+            if err.token is None:
+                raise  # nothing to re-connect: the form says where the code came from
+            pending = states.hold_pair(
+                err.token, err.grant, err.domain, request.session, user_id(request)
+            )
+            states.forget_secret(request.session)
+            return HttpResponseRedirect(reverse("admin:portals_token_pending", args=[pending.pk]))
+        states.forget_secret(request.session)
+        return self._connected(request, token)
 
     def _connected(self, request: HttpRequest, token: Token) -> HttpResponse:
         messages.success(
@@ -259,7 +274,17 @@ def _existing_token(domain: str, app: Any, reference: str) -> Token | None:
     return existing
 
 
-def _add_errors(form: forms.Form, err: ValidationError) -> None:
+def _fields(err: ValidationError | ConnectError) -> set[str | None]:
+    """The inputs an error is about (None: the whole form)."""
+    if isinstance(err, ConnectError):
+        return {err.field}
+    return set(getattr(err, "message_dict", {None: ()}))
+
+
+def _add_errors(form: forms.Form, err: ValidationError | ConnectError) -> None:
+    if isinstance(err, ConnectError):
+        form.add_error(err.field if err.field in form.fields else None, str(err))
+        return
     for field, messages_ in getattr(err, "message_dict", {None: err.messages}).items():
         form.add_error(field if field in form.fields else None, messages_)
 

@@ -95,7 +95,7 @@ def finish(query: QueryDict, client_id: str, session: SessionBase, user_id: int)
             )
         )
     token = state.token
-    if token is not None and _other_portal(token.portal, grant):
+    if token is not None and states.other_portal(token.portal, grant):
         pending = states.hold_pair(token, grant, domain, session, user_id)
         return Held(pending)
     stored = connect.store_grant(
@@ -162,10 +162,6 @@ def _exchange(state: ConnectState, server: str, code: str) -> TokenGrant:
     log.info("callback for %s: code exchanged in %d ms", state.app.client_id,
              (time.monotonic() - began) * 1000)  # fmt: skip
     return grant
-
-
-def _other_portal(portal: Portal, grant: TokenGrant) -> bool:
-    return bool(portal.member_id and grant.member_id and portal.member_id != grant.member_id)
 
 
 def _refusal(err: OAuthError) -> str:

@@ -6,6 +6,11 @@ Used by the admin "Add task" form and `manage.py connect_portal`; `store_grant` 
 are written in one transaction only after Bitrix24 has answered, so a failure leaves nothing
 half-saved. After any connect, `app.info` (docs/bitrix24-protocol.md §7) records the scope
 Bitrix24 actually granted.
+
+Who connects is passed in, never read from a request: `ConnectInput.may_change_app` says
+whether this connect may change a stored app's client_secret and scope (README "Who may do
+what"). A code from another portal than the one typed raises OtherPortal and stores nothing
+(portals.connect_checks); the admin then holds the pair for staff to confirm.
 """
 
 import logging
@@ -22,7 +27,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
-from portals import authservers, lifecycle, oauth
+from portals import authservers, connect_checks, lifecycle, oauth
 from portals.errors import ConfigurationError, OAuthError, form_field
 from portals.models import AppCredentials, Portal, RefreshAttempt, Token
 from portals.oauth import BitrixOAuthClient, TokenGrant, auth_server_from_endpoint
@@ -43,6 +48,16 @@ class ConnectError(Exception):
         self.field = field
 
 
+class OtherPortal(ConnectError):
+    """The code came from another portal than the one typed (portals.connect_checks): nothing
+    is stored. With another member_id and a token of the typed portal for this app
+    (`token`), the admin holds the pair for staff to confirm; `domain` is where it came from."""
+
+    def __init__(self, found: connect_checks.Mismatch, grant: TokenGrant) -> None:
+        super().__init__(found.message, found.field)
+        self.token, self.grant, self.domain = found.token, grant, found.domain
+
+
 @dataclass(frozen=True)
 class ConnectInput:
     portal: str
@@ -53,6 +68,9 @@ class ConnectInput:
     reference: str = "token"
     app_name: str = ""
     owner_id: int | None = None  # the staff user responsible; alerts name them
+    # May this connect change a stored app's client_secret and scope? The admin passes the
+    # user's portals.change_appcredentials; the command, run on the machine, passes True.
+    may_change_app: bool = False
 
     def __repr__(self) -> str:  # the secret and code stay out of tracebacks
         return f"ConnectInput(portal={self.portal!r}, client_id={self.client_id!r})"
@@ -78,7 +96,12 @@ def clean_input(data: ConnectInput) -> ConnectInput:
             errors[field] = err.messages
     if errors:
         raise ValidationError(errors)
-    return ConnectInput(app_name=data.app_name.strip(), owner_id=data.owner_id, **cleaned)
+    return ConnectInput(
+        app_name=data.app_name.strip(),
+        owner_id=data.owner_id,
+        may_change_app=data.may_change_app,
+        **cleaned,
+    )
 
 
 def _required(value: str, what: str) -> str:
@@ -105,10 +128,24 @@ def authorize_url(portal: str, client_id: str) -> str:
 @sensitive_variables()
 def connect_portal(data: ConnectInput) -> Token:
     """Exchange the code and store portal, app credentials and token. Raises ValidationError
-    (bad input, nothing sent) or ConnectError (Bitrix24 refused, nothing stored)."""
+    (bad input, or an app change this connect may not make: nothing sent), OtherPortal (the
+    code came from another portal: nothing stored) or ConnectError (Bitrix24 refused, nothing
+    stored)."""
     data = clean_input(data)
     _check_reference_is_free(data)
+    if not data.may_change_app:
+        connect_checks.app_unchanged(data.client_id, data.client_secret, data.scope)
     started, began = timezone.now(), time.monotonic()
+    grant = _exchange(data)
+    if found := connect_checks.mismatch(data.portal, data.client_id, grant):
+        raise OtherPortal(found, grant)
+    token = _store_connection(data, grant, started, int((time.monotonic() - began) * 1000))
+    check_scope(token)
+    return token
+
+
+@sensitive_variables()
+def _exchange(data: ConnectInput) -> TokenGrant:
     server = _known_auth_server(data.portal)
     try:
         grant = BitrixOAuthClient(server=server).exchange_code(
@@ -121,9 +158,7 @@ def connect_portal(data: ConnectInput) -> Token:
     except ConfigurationError as err:
         log.warning("connect %s/%s: %s", data.portal, data.client_id, err)
         raise ConnectError(str(err)) from None
-    token = _store_connection(data, grant, started, int((time.monotonic() - began) * 1000))
-    check_scope(token)
-    return token
+    return grant
 
 
 def check_answer(grant: TokenGrant) -> None:
@@ -173,19 +208,12 @@ def _connect_error(err: OAuthError, data: ConnectInput) -> ConnectError:
 
 
 @sensitive_variables()
-def _store_connection(data: ConnectInput, grant: TokenGrant, started, duration_ms) -> Token:
+def _store_connection(
+    data: ConnectInput, grant: TokenGrant, started: datetime, duration_ms: int
+) -> Token:
     with transaction.atomic():
-        app, _created = AppCredentials.objects.update_or_create(
-            client_id=data.client_id,
-            defaults={"client_secret": data.client_secret, "scope": data.scope},
-            create_defaults={
-                "client_secret": data.client_secret,
-                "scope": data.scope,
-                "name": data.app_name or data.client_id,
-            },
-        )
         return store_grant(
-            app,
+            _app_for(data),
             grant,
             data.portal,
             reference=data.reference,
@@ -193,6 +221,20 @@ def _store_connection(data: ConnectInput, grant: TokenGrant, started, duration_m
             started=started,
             duration_ms=duration_ms,
         )
+
+
+@sensitive_variables()
+def _app_for(data: ConnectInput) -> AppCredentials:
+    """The app row: created if new; its secret and scope updated only if this connect may."""
+    typed = {"client_secret": data.client_secret, "scope": data.scope}
+    new = {**typed, "name": data.app_name or data.client_id}
+    if data.may_change_app:
+        app, _created = AppCredentials.objects.update_or_create(
+            client_id=data.client_id, defaults=typed, create_defaults=new
+        )
+    else:  # checked unchanged before the exchange (connect_checks.app_unchanged)
+        app, _created = AppCredentials.objects.get_or_create(client_id=data.client_id, defaults=new)
+    return app
 
 
 @sensitive_variables()

@@ -4,8 +4,9 @@
   SHA-256, bound to the login session (also hashed), the user, the app and, for a re-connect,
   the token. It is valid STATE_TTL and used at most once: the claim is a conditional UPDATE
   that exactly one callback can win.
-- A re-connect answered by a portal with another member_id leaves its pair here, encrypted,
-  for PENDING_TTL, until the same user confirms or cancels it.
+- A re-connect answered by a portal with another member_id (`other_portal`; the Connect
+  button's callback and "Add task" alike) leaves its pair here, encrypted, for PENDING_TTL,
+  until the same user confirms or cancels it.
 - The "Add task" form keeps a client secret typed in a failed attempt in the session,
   encrypted with ENCRYPTION_KEYS, for HELD_SECRET_TTL, so a second attempt need not retype it.
 
@@ -25,7 +26,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from encryption import crypto
 from encryption.crypto import DecryptionError
-from portals.models import AppCredentials, ConnectState, PendingPair, Token
+from portals.models import AppCredentials, ConnectState, PendingPair, Portal, Token
 from portals.oauth import TokenGrant
 
 STATE_TTL = timedelta(minutes=10)
@@ -128,6 +129,12 @@ def _forget_expired() -> None:
 
 
 # --- A re-connect's pair from another portal --------------------------------------------------
+def other_portal(portal: Portal, grant: TokenGrant) -> bool:
+    """Does the pair come from another portal than `portal` (both member_ids known and
+    different)? Then it waits for staff to confirm: the Connect button and "Add task" alike."""
+    return bool(portal.member_id and grant.member_id and portal.member_id != grant.member_id)
+
+
 @sensitive_variables()
 def hold_pair(
     token: Token, grant: TokenGrant, domain: str, session: SessionBase, user_id: int

@@ -34,6 +34,7 @@ class Command(BaseCommand):
             reference=options["reference"],
             app_name=options["name"],
             owner_id=owner_id,
+            may_change_app=True,  # whoever runs manage.py on the machine may change the app
         )
         try:
             token = connect_portal(data)
