@@ -166,11 +166,7 @@ def claimed(token: Token, **fields: object) -> None:
     ],
 )
 def test_the_sweep_claim_is_released_on_every_outcome(fake_bitrix, token, fields, outcome):
-    # Times are taken now, not at collection: a refresh started over TOKEN_REFRESH_LEASE ago
-    # counts as dead, and a long suite reaches this test more than a minute after collecting.
-    claimed(
-        token, **{name: value() if callable(value) else value for name, value in fields.items()}
-    )
+    claimed(token, **fields)
     assert refresh_if_due(token.pk) == outcome
     token.refresh_from_db()
     assert token.claimed_until is None
