@@ -117,6 +117,18 @@ def test_the_install_frame_takes_the_rest_root_from_app_info(client, sender, por
     assert token.application_token == form["APPLICATION_TOKEN"]
 
 
+def test_the_token_api_answers_the_rest_root_of_a_frame_install(client, sender, portal):
+    from api import keys
+
+    frame(client, sender, portal)
+    token = Token.objects.get()
+    secret = keys.create_key("consumer", [token.reference])[1]
+    response = client.get(
+        f"/api/tokens/{token.reference}/", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert body(response)["client_endpoint"] == portal_rest_url(portal)
+
+
 def test_a_refused_install_never_sets_the_application_token(client, sender, fake_bitrix, portal):
     token = install(client, sender, portal)
     fake_bitrix.add_user(portal, NOT_ADMIN)
@@ -295,6 +307,34 @@ def test_a_dead_portals_address_is_taken_over_and_logged(
     assert Portal.objects.get(pk=held.pk).domain == f"{'b' * 32}.renamed.invalid"
     assert Token.objects.get(pk=token.pk).portal.domain == new
     assert f"address {new} taken over" in caplog.text
+
+
+@pytest.mark.parametrize("dead", [True, False])
+def test_the_rest_clients_confirmed_move_takes_only_a_dead_portals_address(
+    client, sender, fake_bitrix, portal, settings, dead
+):
+    from portals.rest import Bitrix24, RestError
+
+    token = install(client, sender, portal)
+    new = fake_bitrix.extra_host()
+    if dead:
+        held = holder(new, TokenStatus.UNINSTALLED, "a" * 70, fake_bitrix.base_url)
+    else:
+        unreachable = closed_origin()
+        settings.BITRIX_AUTH_SERVERS = [*settings.BITRIX_AUTH_SERVERS, unreachable]
+        held = holder(new, TokenStatus.ACTIVE, "a" * 70, unreachable)
+    fake_bitrix.rename_portal(portal, new)
+    if dead:
+        assert Bitrix24(token.reference).call("user.current")["ID"] == "1"
+        assert Portal.objects.get(pk=held.pk).domain.endswith(".renamed.invalid")
+        assert Token.objects.get(pk=token.pk).portal.domain == new
+    else:
+        with pytest.raises(RestError) as caught:
+            Bitrix24(token.reference).call("user.current")
+        assert caught.value.code == "portal_moved"
+        assert portal in str(caught.value) and new in str(caught.value)  # names both
+        assert Portal.objects.get(pk=held.pk).domain == new
+        assert Token.objects.get(pk=token.pk).portal.domain == portal
 
 
 # --- item 11: one refusal for every unauthenticated event ------------------------------------
