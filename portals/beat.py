@@ -28,7 +28,7 @@ def ensure_event_binding_check(periodic_task_model: Any, interval_model: Any) ->
         periodic_task_model,
         interval_model,
         task=EVENT_BINDING_TASK,
-        name="Check uninstall handlers",
+        name="Check uninstall handlers (daily)",
         seconds=DAY,
         description="Asks each connected portal (event.get) whether b24keeper's ONAPPUNINSTALL "
         "and ONAPPUPDATE handlers are still bound, and binds them again if not: Bitrix24 drops "
