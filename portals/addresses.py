@@ -18,6 +18,7 @@ import logging
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
+from encryption.crypto import DecryptionError
 from portals.errors import ConfigurationError, OAuthError
 from portals.models import Portal, Token, TokenStatus
 from portals.oauth import BitrixOAuthClient, TokenGrant
@@ -77,7 +78,10 @@ def is_live(portal: Portal) -> bool:
     """Whether `portal` may still live at its address: one of its tokens that is not
     uninstalled gets an app.info answer naming this portal there, or an answer that cannot
     tell (a network failure). A refused token, or an answer naming another address, is dead."""
-    tokens = Token.objects.filter(portal=portal).exclude(status=TokenStatus.UNINSTALLED)
+    try:
+        tokens = list(Token.objects.filter(portal=portal).exclude(status=TokenStatus.UNINSTALLED))
+    except DecryptionError:  # its secrets cannot be read here: cannot tell, so it may live
+        return True
     for token in tokens:
         if not token.access_token:
             continue
