@@ -154,16 +154,16 @@ def claimed(token: Token, **fields: object) -> None:
 @pytest.mark.parametrize(
     ("fields", "outcome"),
     [
-        ({"next_refresh_at": timezone.now() + timedelta(hours=1)}, "not-due"),
+        # Times as offsets from when the test runs: "busy" needs a refresh started within
+        # TOKEN_REFRESH_LEASE, and collection may be minutes earlier.
+        ({"next_refresh_at": timedelta(hours=1)}, "not-due"),
         ({"status": TokenStatus.DISABLED}, "skipped"),
-        (
-            {"next_refresh_at": timezone.now(), "refresh_started_at": timezone.now()},
-            "busy",
-        ),
+        ({"next_refresh_at": timedelta(0), "refresh_started_at": timedelta(0)}, "busy"),
     ],
 )
 def test_the_sweep_claim_is_released_on_every_outcome(fake_bitrix, token, fields, outcome):
-    claimed(token, **fields)
+    now = timezone.now()
+    claimed(token, **{k: now + v if isinstance(v, timedelta) else v for k, v in fields.items()})
     assert refresh_if_due(token.pk) == outcome
     token.refresh_from_db()
     assert token.claimed_until is None
