@@ -35,6 +35,9 @@ EVENTS = ("ONAPPUNINSTALL", "ONAPPUPDATE")
 # Tokens that have no events to receive: never connected, or already removed from the portal.
 WITHOUT_EVENTS = (TokenStatus.AWAITING_CODE, TokenStatus.UNINSTALLED)
 ERROR_MAX = 500
+# Seconds each binding call may take: it runs in the request of an install or a connect, and a
+# slow portal must not hold that page for BITRIX_REST_DEADLINE (the daily check tries again).
+BIND_DEADLINE = 10.0
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ def ensure(token_id: int) -> bool:
         return False
     url = handler_url(token.app.client_id)
     try:
-        b24 = Bitrix24(token.reference)
+        b24 = Bitrix24(token.reference, deadline=min(BIND_DEADLINE, settings.BITRIX_REST_DEADLINE))
         bound = b24.call("event.get")
         have = {
             (str(h.get("event", "")).upper(), h.get("handler"))
