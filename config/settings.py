@@ -197,6 +197,9 @@ BITRIX_AUTH_SERVERS = [
 ]
 # Lets tests and local fakes use http:// URLs; never turn it on in production.
 BITRIX_ALLOW_HTTP = env.bool("BITRIX_ALLOW_HTTP", default=False)
+# Bind b24keeper's ONAPPUNINSTALL and ONAPPUPDATE handlers (event.bind) on every connected portal,
+# after each connect and daily (portals.eventbind). Off: bind them yourself.
+BITRIX_BIND_EVENTS = env.bool("BITRIX_BIND_EVENTS", default=True)
 # The zone a bare portal name is put in: "acme" -> "acme.bitrix24.ru".
 BITRIX_DEFAULT_ZONE = env.str("BITRIX_DEFAULT_ZONE", default="bitrix24.ru")
 BITRIX_CONNECT_TIMEOUT = env.float("BITRIX_CONNECT_TIMEOUT", default=5.0)

@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from encryption import crypto
-from portals import admin_apps, lifecycle, service  # noqa: F401  (admin_apps registers its admins)
+from portals import admin_apps, eventbind, lifecycle, service  # noqa: F401  (admin_apps registers)
 from portals.admin_views import CONNECT, REFRESH, TOGGLE, TokenViewsMixin, add_task_url
 from portals.display import EMPTY, duration, when
 from portals.errors import OAuthError, TokenError
@@ -84,6 +84,8 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
         "failing_since",
         "last_error_code",
         "last_error",
+        "events_bound_at",
+        "events_bind_error",
         "attempt_history",
     ]
     fieldsets = [
@@ -100,6 +102,8 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
                     "client_endpoint",
                     "server_endpoint",
                     "version",
+                    "events_bound_at",
+                    "events_bind_error",
                 ]
             },
         ),
@@ -184,6 +188,7 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
                 needs_reconnect=token.status in NEEDS_RECONNECT,
                 add_task_url=add_task_url(token),
                 missing_scopes=token.missing_scopes(),
+                events_notice=eventbind.notice(token),
             )
         return super().change_view(request, object_id, form_url, extra)
 

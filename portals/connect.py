@@ -11,12 +11,18 @@ Who connects is passed in, never read from a request: `ConnectInput.may_change_a
 whether this connect may change a stored app's client_secret and scope (README "Who may do
 what"). A code from another portal than the one typed raises OtherPortal and stores nothing
 (portals.connect_checks); the admin then holds the pair for staff to confirm.
+
+`store_grant` is the one place every connect goes through: a portal changes address there only
+by the rules of portals.addresses, and once the pair is committed it has the uninstall and
+update handlers bound (portals.eventbind.after_connect, outside the transaction; a failure there
+never fails the connect).
 """
 
 import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
@@ -27,7 +33,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
-from portals import authservers, connect_checks, lifecycle, oauth
+from portals import addresses, authservers, connect_checks, eventbind, lifecycle, oauth
 from portals.errors import ConfigurationError, OAuthError, form_field
 from portals.models import AppCredentials, Portal, RefreshAttempt, Token
 from portals.oauth import BitrixOAuthClient, TokenGrant, auth_server_from_endpoint
@@ -56,6 +62,10 @@ class OtherPortal(ConnectError):
     def __init__(self, found: connect_checks.Mismatch, grant: TokenGrant) -> None:
         super().__init__(found.message, found.field)
         self.token, self.grant, self.domain = found.token, grant, found.domain
+
+
+class StalePair(ConnectError):
+    """`store_grant(only_if_newer=True)`: the stored pair is as new or newer; nothing stored."""
 
 
 @dataclass(frozen=True)
@@ -250,13 +260,20 @@ def store_grant(
     token: Token | None = None,
     application_token: str | None = None,
     kind: str = RefreshAttempt.Kind.CODE_EXCHANGE,
+    address_confirmed: bool = False,
+    only_if_newer: bool = False,
 ) -> Token:
     """Store a pair for `app` on the portal at `domain`: the portal is found by member_id
     first (the domain may have changed), then the token, updated in place if this portal
     already has one for this app (or `token`, for a re-connect), else created. `reference`
-    (empty: derived from the portal's name) applies to a new token, or renames `token`."""
+    (empty: derived from the portal's name) applies to a new token, or renames `token`.
+
+    A portal moves to `domain` only when app.info says it lives there (`address_confirmed`:
+    the caller asked already) and no live portal holds it (ConnectError otherwise). With
+    `only_if_newer`, a pair that does not expire later than the stored one raises StalePair."""
+    move_aside = _clear_address(grant, domain, confirmed=address_confirmed)
     with transaction.atomic():
-        portal = _upsert_portal(domain, grant)
+        portal = _upsert_portal(domain, grant, move_aside)
         if token is not None:
             token = Token.objects.select_for_update().get(pk=token.pk)
             _move_to(token, portal)
@@ -264,12 +281,14 @@ def store_grant(
             # Locked: a refresh storing meanwhile must not interleave with the new chain.
             token = Token.objects.select_for_update().filter(portal=portal, app=app).first()
             token = token or Token(portal=portal, app=app)
+        if only_if_newer and not _is_newer(grant, token):
+            raise StalePair(f"the pair for {portal.domain} is not newer than the stored one")
         if reference:
             token.reference = reference
         elif not token.reference:
             token.reference = unique_reference(portal.domain)
         token.owner_id = owner_id or token.owner_id
-        return lifecycle.store_connection(
+        stored = lifecycle.store_connection(
             token,
             grant,
             scope=grant.scope or app.scope,
@@ -278,6 +297,30 @@ def store_grant(
             application_token=application_token,
             kind=kind,
         )
+    # After the outermost commit (at once when there is none); never inside the pair's
+    # transaction, and `robust`: a failed bind is recorded on the token, the connect stands.
+    transaction.on_commit(partial(eventbind.after_connect, stored.pk), robust=True)
+    return stored
+
+
+def _is_newer(grant: TokenGrant, token: Token) -> bool:
+    """Replays carry pairs Bitrix24 has rotated since: only a later expiry is newer (§3.2)."""
+    if not token.pk or not token.refresh_token or token.expires_at is None:
+        return True
+    return grant.expires_at > token.expires_at
+
+
+@sensitive_variables()
+def _clear_address(grant: TokenGrant, domain: str, *, confirmed: bool) -> int | None:
+    """Before the transaction (these may ask the authorization server): the portal row to
+    move aside for `domain`, after checking that the move is Bitrix24's word."""
+    own = Portal.objects.filter(member_id=grant.member_id).first() if grant.member_id else None
+    try:
+        if own is not None and own.domain != domain and not confirmed:
+            addresses.confirm_address(grant, own.domain, domain)
+        return addresses.free_for(grant.member_id or None, domain)
+    except addresses.AddressTaken as err:
+        raise ConnectError(str(err), "portal") from None
 
 
 def _move_to(token: Token, portal: Portal) -> None:
@@ -306,32 +349,22 @@ def unique_reference(domain: str) -> str:
     return f"{base}-{number}"
 
 
-def _upsert_portal(domain: str, grant: TokenGrant) -> Portal:
+def _upsert_portal(domain: str, grant: TokenGrant, move_aside: int | None) -> Portal:
     """Find the portal by its permanent member_id first (the domain may have changed)."""
     portal = None
     if grant.member_id:
         portal = Portal.objects.filter(member_id=grant.member_id).first()
+    if move_aside is not None:
+        addresses.move_aside(move_aside, domain, grant.member_id)
     portal = portal or Portal.objects.filter(domain=domain).first() or Portal(domain=domain)
     if portal.domain != domain:
-        rename_portal(portal, domain)
+        log.warning("portal %s (member %s): %s is now %s", portal.pk, portal.member_id,
+                    portal.domain, domain)  # fmt: skip
+        portal.domain = domain
     portal.member_id = grant.member_id or portal.member_id
     portal.auth_server = auth_server_from_endpoint(grant.server_endpoint) or portal.auth_server
     portal.save()
     return portal
-
-
-def rename_portal(portal: Portal, domain: str) -> None:
-    """A renamed portal keeps its member_id; its new domain may still be held by a stale row
-    (an old, deleted portal at that address), which then gives it up."""
-    stale = Portal.objects.filter(domain=domain).exclude(pk=portal.pk).first()
-    if stale is not None:
-        stale.domain = f"{stale.member_id or stale.pk}.renamed.invalid"
-        stale.save(update_fields=["domain", "updated_at"])
-        log.warning("portal %s: address %s taken over by member %s", stale.pk, domain,
-                    portal.member_id)  # fmt: skip
-    log.info("portal %s (member %s): %s is now %s", portal.pk, portal.member_id, portal.domain,
-             domain)  # fmt: skip
-    portal.domain = domain
 
 
 @sensitive_variables()

@@ -1,16 +1,21 @@
-"""Install and app events from Bitrix24 (docs/bitrix24-protocol.md §6, §7): the install frame
-and `ONAPPINSTALL` (POST /bitrix/<client_id>/install/), and `ONAPPINSTALL`, `ONAPPUPDATE`,
-`ONAPPUNINSTALL` at the event handler (POST /bitrix/<client_id>/events/).
+"""Install and app events from Bitrix24 (docs/bitrix24-protocol.md §6): the install frame and
+`ONAPPINSTALL` (POST /bitrix/<client_id>/install/), and `ONAPPINSTALL`, `ONAPPUPDATE`,
+`ONAPPUNINSTALL` and any other event at the event handler (POST /bitrix/<client_id>/events/).
 
-- An install is the first contact from a portal, so nothing stored can vouch for it: it is
-  trusted only after `app.info` at the payload's server_endpoint (one of BITRIX_AUTH_SERVERS)
-  says the access token is live and belongs to this client_id, member_id and domain.
-- Later events are authenticated by the install's `application_token`, compared in constant
-  time with the one stored for that portal and app.
-- A portal is keyed by member_id: an event whose auth[domain] changed renames it.
+- A pair (install, frame, update) is applied only when portals.eventproof proves it (app.info,
+  then user.admin: only a portal administrator installs or updates) and it is newer than the
+  stored one. The domain and REST root stored come from app.info, never from the payload.
+- Only a verified install sets the application_token, and only it may move a portal to a new
+  address (portals.addresses); an update keeps the stored domain. Events never rename.
+- Other events are authenticated by the install's application_token, compared in constant time
+  with the stored one (an ONAPPUPDATE too, when one is stored). ONAPPUNINSTALL of a token
+  connected by code, which has none, is checked by one refresh (portals.uninstall).
+- An event that is authenticated but whose pair is stale or unproved is ignored: 200, logged.
 
-Every refusal raises EventRefused with an HTTP status and a reason for the log; the reason
-never holds a secret.
+Every refusal raises EventRefused. Its `reason` is for the server log only (values from the
+request as %r); the caller answers one refusal for every unauthenticated event, whatever the
+reason, so nobody learns which portals are connected. `message` is what the install frame's
+page says.
 """
 
 import hmac
@@ -22,12 +27,13 @@ from datetime import UTC, datetime
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, QueryDict
 from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.debug import sensitive_variables
 
-from portals import connect, lifecycle
-from portals.errors import ConfigurationError, OAuthError, PermanentOAuthError, advice_for
+from portals import connect, eventproof, lifecycle, uninstall
 from portals.models import AppCredentials, RefreshAttempt, Token
-from portals.oauth import AppInfo, BitrixOAuthClient, TokenGrant
+from portals.oauth import TokenGrant
 from portals.validation import normalize_portal_address
 
 log = logging.getLogger(__name__)
@@ -45,13 +51,31 @@ FRAME_FIELDS = {
     "member_id": "member_id",
     "status": "status",
 }
+NOT_CONFIRMED = _(
+    "b24keeper could not confirm this installation with Bitrix24, so nothing was stored. Open "
+    "the application from the portal again; if this persists, ask the b24keeper "
+    "administrators to look at its log."
+)
+NOT_ADMIN = _(
+    "Only an administrator of the portal can install or update this application. Nothing was "
+    "stored: ask a portal administrator to open the application once."
+)
+ADDRESS_TAKEN = _(
+    "Another portal connected to b24keeper still holds this portal's address, so nothing was "
+    "stored. Ask the b24keeper administrators to check both portals."
+)
+BAD_FORM = _(
+    "The installation request was incomplete, so nothing was stored. Open the application "
+    "from the portal again."
+)
 
 
 class EventRefused(Exception):
-    def __init__(self, reason: str, status: int = 403) -> None:
+    def __init__(self, reason: str, status: int = 403, message: str | Promise = NOT_CONFIRMED):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        self.message = message
 
 
 @dataclass(frozen=True, repr=False)
@@ -64,10 +88,18 @@ class Payload:
         return f"Payload(event={self.event!r}, member_id={self.auth.get('member_id')!r})"
 
 
+@dataclass(frozen=True)
+class Outcome:
+    event: str
+    result: str  # "installed", "accepted" or "ignored" (stale or unproved pair, nothing changed)
+
+
 def parse(request: HttpRequest) -> Payload:
     """The form Bitrix24 posts, with its bracketed keys (§6.2), or the install frame's."""
     if request.content_type not in FORM_TYPES:
-        raise EventRefused(f"body is {request.content_type or 'empty'}, not a form", 400)
+        raise EventRefused(
+            f"body is {request.content_type or 'empty'!r}, not a form", 400, BAD_FORM
+        )
     form = request.POST
     if form.get("event"):
         payload = Payload(
@@ -78,9 +110,9 @@ def parse(request: HttpRequest) -> Payload:
         auth["domain"] = request.GET.get("DOMAIN", "")
         payload = Payload(FRAME, auth, {})
     else:
-        raise EventRefused("the form has neither event nor AUTH_ID", 400)
+        raise EventRefused("the form has neither event nor AUTH_ID", 400, BAD_FORM)
     if not payload.auth.get("member_id") or not payload.auth.get("domain"):
-        raise EventRefused("the form lacks auth[member_id] or auth[domain]", 400)
+        raise EventRefused("the form lacks auth[member_id] or auth[domain]", 400, BAD_FORM)
     return payload
 
 
@@ -93,114 +125,121 @@ def _bracketed(form: QueryDict, prefix: str) -> dict[str, str]:
     }
 
 
-def handle(app: AppCredentials, payload: Payload) -> Token | None:
-    """Act on one accepted payload; None for events b24keeper does not use."""
+def handle(app: AppCredentials, payload: Payload) -> Outcome:
+    """Act on one payload, or raise EventRefused."""
     if payload.event in INSTALL_EVENTS:
         return install(app, payload)
-    token = authenticate(app, payload)
+    token = _token_of(app, payload)
     if payload.event == "ONAPPUPDATE":
         return update(token, payload)
+    if payload.event == "ONAPPUNINSTALL" and not token.application_token:
+        uninstall.check_by_refresh(token)
+        raise EventRefused(f"ONAPPUNINSTALL for {token}, which has no application_token stored")
+    _require_application_token(token, payload)
     if payload.event == "ONAPPUNINSTALL":
-        return uninstall(token, payload)
-    log.info("event %s for %s: accepted, nothing to do", payload.event, token)
-    return None
+        uninstall.mark(token, clean=payload.data.get("CLEAN") == "1")
+    else:
+        log.info("event %r for %s: accepted, nothing to do", payload.event, token)
+    return Outcome(payload.event, "accepted")
 
 
-# --- Install ----------------------------------------------------------------------------------
+# --- Pairs: install, frame, update -------------------------------------------------------------
 @sensitive_variables()
-def install(app: AppCredentials, payload: Payload) -> Token:
-    grant, domain = _grant(payload), _domain(payload)
-    started, began = timezone.now(), time.monotonic()
-    info = _verify(app, grant, domain)
-    token = connect.store_grant(
-        app,
-        grant,
-        domain,
-        started=started,
-        duration_ms=int((time.monotonic() - began) * 1000),
-        application_token=payload.auth.get("application_token", ""),
-        kind=RefreshAttempt.Kind.EVENT,
-    )
-    if info.scope:
-        lifecycle.record_scope(token.pk, info.scope)
-    log.info("install on %s (member %s) stored as token %s", domain, grant.member_id, token)
+def install(app: AppCredentials, payload: Payload) -> Outcome:
+    grant = _grant(payload)
+    stored = _stored(app, grant.member_id)
+    try:
+        proof = eventproof.prove(app.client_id, grant, _domain(payload))
+    except eventproof.NotProved as err:
+        return _unproved(stored, payload, err)
+    token = _apply(app, proof, payload, application_token=payload.auth.get("application_token"))
+    if token is None:
+        return Outcome(payload.event, "ignored")
+    log.info("install on %s (member %s) stored as token %s", token.portal.domain,
+             proof.info.member_id, token)  # fmt: skip
+    return Outcome(payload.event, "installed")
+
+
+@sensitive_variables()
+def update(token: Token, payload: Payload) -> Outcome:
+    """ONAPPUPDATE: the new version's pair, proved like an install's; the portal keeps its
+    address and the application_token stays the install's."""
+    if token.application_token:
+        _require_application_token(token, payload)
+    try:
+        proof = eventproof.prove(token.app.client_id, _grant(payload), token.portal.domain)
+    except eventproof.NotProved as err:
+        return _unproved(token, payload, err)
+    stored = _apply(token.app, proof, payload, token=token)
+    return Outcome(payload.event, "accepted" if stored else "ignored")
+
+
+@sensitive_variables()
+def _apply(
+    app: AppCredentials,
+    proof: eventproof.Proof,
+    payload: Payload,
+    *,
+    token: Token | None = None,
+    application_token: str | None = None,
+) -> Token | None:
+    """Store the proved pair if it is newer than the stored one; None when it is not."""
+    began, started = time.monotonic(), timezone.now()
+    domain = token.portal.domain if token is not None else proof.grant.domain
+    try:
+        stored = connect.store_grant(
+            app, proof.grant, domain, token=token, started=started,
+            duration_ms=int((time.monotonic() - began) * 1000),
+            application_token=application_token or None, kind=RefreshAttempt.Kind.EVENT,
+            address_confirmed=True, only_if_newer=True,
+        )  # fmt: skip
+    except connect.StalePair:
+        log.info("%s for %s: the pair is not newer than the stored one; ignored",
+                 payload.event, domain)  # fmt: skip
+        return None
+    except connect.ConnectError:
+        # portals.addresses logged the two portals; the poster learns no more than this.
+        reason = f"{domain!r} is held by another live portal"
+        raise EventRefused(reason, 409, ADDRESS_TAKEN) from None
+    if proof.info.scope:
+        lifecycle.record_scope(stored.pk, proof.info.scope)
+    return stored
+
+
+def _unproved(token: Token | None, payload: Payload, err: eventproof.NotProved) -> Outcome:
+    """A pair that did not prove itself: refused, unless the event is authenticated by the
+    stored application_token (a replay, an update racing a refresh), which is ignored."""
+    if err.not_admin:
+        raise EventRefused(err.reason, 403, NOT_ADMIN)
+    if token is None or not _application_token_matches(token, payload):
+        raise EventRefused(err.reason)
+    log.info("%s for %s: pair not applied (%s); ignored", payload.event, token, err.reason)
+    return Outcome(payload.event, "ignored")
+
+
+# --- Authentication ------------------------------------------------------------------------------
+def _token_of(app: AppCredentials, payload: Payload) -> Token:
+    token = _stored(app, payload.auth.get("member_id", ""))
+    if token is None:
+        raise EventRefused(f"unknown member_id {payload.auth.get('member_id', '')[:40]!r}")
     return token
 
 
-@sensitive_variables()
-def _verify(app: AppCredentials, grant: TokenGrant, domain: str) -> AppInfo:
-    """One app.info call at the payload's server_endpoint: the only proof of an install."""
-    try:
-        connect.check_answer(grant)
-        info = BitrixOAuthClient(server=grant.server_endpoint).app_info(grant.access_token)
-    except ConfigurationError:
-        raise EventRefused("server_endpoint is not one of BITRIX_AUTH_SERVERS") from None
-    except OAuthError as err:
-        raise EventRefused(f"app.info refused the token ({err.code})") from None
-    claimed = (app.client_id, grant.member_id, domain)
-    if (info.client_id, info.member_id, info.domain) != claimed:
-        raise EventRefused(
-            f"app.info says the token belongs to {info.client_id} / {info.member_id} / "
-            f"{info.domain}, not to {' / '.join(claimed)}"
-        )
-    return info
+def _stored(app: AppCredentials, member_id: str) -> Token | None:
+    tokens = Token.objects.select_related("portal", "app")
+    return tokens.filter(app=app, portal__member_id=member_id).first() if member_id else None
 
 
-# --- Later events -------------------------------------------------------------------------------
 @sensitive_variables()
-def authenticate(app: AppCredentials, payload: Payload) -> Token:
-    """The token of this app on the payload's portal, if its application_token matches."""
-    member_id = payload.auth.get("member_id", "")
-    token = (
-        Token.objects.select_related("portal", "app")
-        .filter(app=app, portal__member_id=member_id)
-        .first()
-    )
-    if token is None:
-        raise EventRefused(f"unknown member_id {member_id[:32]!r}")
+def _application_token_matches(token: Token, payload: Payload) -> bool:
     given = payload.auth.get("application_token", "").encode()
     stored = (token.application_token or "").encode()
-    if not given or not stored or not hmac.compare_digest(given, stored):
+    return bool(given and stored) and hmac.compare_digest(given, stored)
+
+
+def _require_application_token(token: Token, payload: Payload) -> None:
+    if not _application_token_matches(token, payload):
         raise EventRefused(f"application_token does not match the one stored for {token}")
-    domain = _domain(payload)
-    if domain != token.portal.domain:
-        connect.rename_portal(token.portal, domain)
-        token.portal.save()
-    return token
-
-
-@sensitive_variables()
-def update(token: Token, payload: Payload) -> Token:
-    """ONAPPUPDATE: the new version's pair (and application_token, if it brings one)."""
-    grant = _grant(payload)
-    try:
-        connect.check_answer(grant)
-    except ConfigurationError:
-        raise EventRefused("server_endpoint is not one of BITRIX_AUTH_SERVERS") from None
-    token = connect.store_grant(
-        token.app,
-        grant,
-        token.portal.domain,
-        token=token,
-        started=timezone.now(),
-        duration_ms=0,
-        application_token=payload.auth.get("application_token", ""),
-        kind=RefreshAttempt.Kind.EVENT,
-    )
-    connect.check_scope(token)
-    return token
-
-
-def uninstall(token: Token, payload: Payload) -> Token:
-    """ONAPPUNINSTALL: the token is dead. One notice; secrets wiped if data[CLEAN]=1."""
-    error = PermanentOAuthError(
-        "app_uninstalled",
-        f"ONAPPUNINSTALL: the app was removed from {token.portal.domain}",
-        str(advice_for("not_installed") or ""),
-    )
-    lifecycle.mark_uninstalled(token, error, clean=payload.data.get("CLEAN") == "1")
-    log.warning("token %s: the app was uninstalled from %s", token, token.portal.domain)
-    return token
 
 
 # --- Reading the payload -------------------------------------------------------------------------
@@ -208,28 +247,30 @@ def _domain(payload: Payload) -> str:
     try:
         return normalize_portal_address(payload.auth.get("domain", ""))
     except ValidationError:
-        raise EventRefused("auth[domain] is not a portal address", 400) from None
+        raise EventRefused("auth[domain] is not a portal address", 400, BAD_FORM) from None
 
 
 @sensitive_variables()
 def _grant(payload: Payload) -> TokenGrant:
     auth = payload.auth
     if not auth.get("access_token") or not auth.get("refresh_token"):
-        raise EventRefused("the form carries no token pair", 400)
+        raise EventRefused("the form carries no token pair", 400, BAD_FORM)
+    # Unknown (an old-format token, or auth[expires] contradicting the token): due at once,
+    # and never newer than a stored pair.
+    expires = eventproof.pair_expiry(auth.get("expires", ""), auth["access_token"])
     try:
-        expires = int(auth.get("expires") or time.time() + int(auth.get("expires_in") or 3600))
-        expires_at = datetime.fromtimestamp(expires, tz=UTC)
-        user_id = int(auth["user_id"]) if auth.get("user_id", "").isdigit() else None
+        expires_at = datetime.fromtimestamp(expires, tz=UTC) if expires else timezone.now()
     except (ValueError, OverflowError, OSError):
-        raise EventRefused("auth[expires] is not a number", 400) from None
+        raise EventRefused("auth[expires] is not a usable time", 400, BAD_FORM) from None
+    user_id = auth.get("user_id", "")
     return TokenGrant(
         access_token=auth["access_token"],
         refresh_token=auth["refresh_token"],
         expires_at=expires_at,
         scope=auth.get("scope", ""),
         server_endpoint=auth.get("server_endpoint", ""),
-        client_endpoint=auth.get("client_endpoint", ""),
+        client_endpoint="",  # app.info's, once proved
         member_id=auth.get("member_id", "")[:32],
-        user_id=user_id,
+        user_id=int(user_id) if user_id.isdigit() and len(user_id) < 10 else None,
         domain=auth.get("domain", ""),
     )

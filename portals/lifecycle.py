@@ -8,18 +8,19 @@ bump it, and what happened is announced through portals.signals.
 """
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from portals import schedule, signals
+from portals import addresses, schedule, signals
 from portals.errors import (
     OAuthError,
 )
 from portals.models import (
+    SCHEDULED_STATUSES,
     Portal,
     RefreshAttempt,
     Token,
@@ -96,6 +97,18 @@ def mark_uninstalled(token: Token, error: OAuthError, *, clean: bool) -> None:
         )
 
 
+def claim_uninstall_check(token_id: int, every: timedelta) -> bool:
+    """Make the token due now, so one refresh tells whether its app is still installed; at
+    most once per `every` (a conditional UPDATE: of two callers at once, one wins)."""
+    now = timezone.now()
+    claimed = (
+        Token.objects.filter(pk=token_id, status__in=SCHEDULED_STATUSES)
+        .filter(Q(uninstall_checked_at=None) | Q(uninstall_checked_at__lt=now - every))
+        .update(uninstall_checked_at=now, next_refresh_at=now)
+    )
+    return claimed == 1
+
+
 # --- Staff and the scheduler ----------------------------------------------------------------
 def release_sweep_claim(token_id: int) -> None:
     """The sweep's claim (`claimed_until`) ends with its task, whatever the task found."""
@@ -143,20 +156,22 @@ def update_staff_fields(token_id: int, **fields: object) -> None:
 
 # --- A renamed portal -------------------------------------------------------------------------
 class PortalMoveRefused(Exception):
-    """The portal cannot be moved to the new address (another portal row holds it)."""
+    """The portal cannot be moved to the new address (another live portal holds it)."""
 
 
 def move_portal(member_id: str, domain: str, client_endpoint: str) -> Portal:
     """Bitrix24 confirmed that the portal `member_id` now lives at `domain` (it was renamed;
     docs/bitrix24-protocol.md §4.3): store the new address on the portal and the new REST root
-    on its tokens. Neither is a pair change, so `version` stays."""
+    on its tokens. Neither is a pair change, so `version` stays. Another portal row holding
+    the address gives it up only if it is dead (portals.addresses)."""
+    try:
+        move_aside = addresses.free_for(member_id, domain)  # may ask app.info: no transaction
+    except addresses.AddressTaken as err:
+        raise PortalMoveRefused(str(err)) from None
     with transaction.atomic():
         portal = Portal.objects.select_for_update().get(member_id=member_id)
-        if Portal.objects.filter(domain=domain).exclude(pk=portal.pk).exists():
-            raise PortalMoveRefused(
-                f"Portal {portal.domain} moved to {domain}, but another portal in b24keeper "
-                f"already has that address. Check both portals in the admin."
-            )
+        if move_aside is not None:
+            addresses.move_aside(move_aside, domain, member_id)
         old, portal.domain = portal.domain, domain
         Portal.objects.filter(pk=portal.pk).update(domain=domain, updated_at=timezone.now())
         Token.objects.filter(portal_id=portal.pk).update(client_endpoint=client_endpoint)

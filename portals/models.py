@@ -325,6 +325,21 @@ class Token(models.Model):
         help_text=_("First failure of the current episode."),
     )
     last_failure_at = models.DateTimeField(_("last failure"), null=True, blank=True)
+    # Bitrix24 posts ONAPPUNINSTALL only to a handler bound beforehand (portals.eventbind).
+    events_bound_at = models.DateTimeField(
+        _("uninstall events bound at"),
+        null=True,
+        blank=True,
+        help_text=_("When b24keeper last found its uninstall and update handlers bound."),
+    )
+    events_bind_error = models.TextField(
+        _("uninstall events: last binding error"),
+        blank=True,
+        help_text=_("Why binding the uninstall and update handlers last failed."),
+    )
+    # An uninstall of a token connected by code is checked by one refresh at most this often
+    # (portals.uninstall).
+    uninstall_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 

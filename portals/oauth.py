@@ -58,6 +58,7 @@ class AppInfo:
     domain: str
     installed: bool
     user_id: int | None
+    client_endpoint: str = ""  # the install's REST root: where b24keeper calls this portal
 
 
 def auth_server_from_endpoint(server_endpoint: str) -> str:
@@ -144,6 +145,7 @@ class BitrixOAuthClient:
             domain=str(install.get("domain") or "").lower(),
             installed=install.get("installed") in (True, "Y", "true", 1),
             user_id=int(user_id) if user_id.isdigit() and int(user_id) <= USER_ID_MAX else None,
+            client_endpoint=_short(install.get("client_endpoint"), ENDPOINT_MAX_LENGTH),
         )
 
     @sensitive_variables()

@@ -126,7 +126,12 @@ def parse(response: requests.Response) -> Envelope:
 def endpoint(token: Token) -> str:
     """The token's REST root, `scheme://host[:port]/rest/`, rebuilt from its client_endpoint
     (else the portal's address) by the one strict parser (portals.authservers)."""
-    url = token.client_endpoint or f"https://{token.portal.domain}/rest/"
+    return root_of(token.client_endpoint or f"https://{token.portal.domain}/rest/")
+
+
+def root_of(url: str) -> str:
+    """The REST root `scheme://host[:port]/rest/` of a portal URL, rebuilt by the strict parser;
+    RestError("invalid_endpoint") for anything it refuses."""
     return _root(_portal_origin(url))
 
 

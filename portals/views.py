@@ -5,16 +5,21 @@
     POST /bitrix/<client_id>/events/     ONAPPINSTALL, ONAPPUPDATE, ONAPPUNINSTALL (§6.3)
 
 The callback is a browser page for logged-in staff. Install and events are server-to-server
-(no CSRF token; they prove themselves by app.info or application_token) and answer a quick
-2xx when accepted, a 4xx when refused; only the install page may be framed by the portal.
+(no CSRF token; they prove themselves by app.info and user.admin, or the application_token:
+portals.install) and answer a quick 200 when accepted or ignored (a replay: Bitrix24 must not
+retry), and one 403 `{"error": "not_authenticated"}` for every event that is not authenticated,
+whatever the reason (that goes to the log). Only the install page may be framed by the portal;
+a refused frame gets a page saying why.
 """
 
 import logging
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
@@ -27,6 +32,7 @@ from portals.models import AppCredentials
 
 log = logging.getLogger(__name__)
 CONNECT = "portals.connect_portal"
+NOT_AUTHENTICATED = {"error": "not_authenticated"}
 
 
 @require_GET
@@ -91,9 +97,10 @@ def bitrix_install(request: HttpRequest, client_id: str) -> HttpResponse:
     outcome = _accept(request, client_id, "install")
     if isinstance(outcome, HttpResponse):
         return outcome
-    if outcome.event == install.FRAME:
-        return render(request, "portals/install_finish.html")
-    return JsonResponse({"result": "installed"})
+    if outcome.event == install.FRAME:  # installed, or already (a replay): finish either way
+        with translation.override(_frame_language(request)):
+            return render(request, "portals/install_finish.html")
+    return JsonResponse({"result": outcome.result})
 
 
 @csrf_exempt
@@ -104,19 +111,40 @@ def bitrix_events(request: HttpRequest, client_id: str) -> HttpResponse:
     outcome = _accept(request, client_id, "events")
     if isinstance(outcome, HttpResponse):
         return outcome
-    return JsonResponse({"result": "accepted", "event": outcome.event})
+    result = "ignored" if outcome.result == "ignored" else "accepted"
+    return JsonResponse({"result": result, "event": outcome.event})
 
 
 @sensitive_variables()
-def _accept(request: HttpRequest, client_id: str, where: str) -> install.Payload | HttpResponse:
+def _accept(request: HttpRequest, client_id: str, where: str) -> install.Outcome | HttpResponse:
     app = AppCredentials.objects.filter(client_id=client_id).first()
     try:
         if app is None:
-            raise install.EventRefused(f"no app credentials for client_id {client_id!r}", 404)
+            raise install.EventRefused(f"no app credentials for client_id {client_id!r}")
         payload = install.parse(request)
-        install.handle(app, payload)
+        outcome = install.handle(app, payload)
     except install.EventRefused as err:
-        log.warning("%s for %s refused (HTTP %d): %s", where, client_id, err.status, err.reason)
-        return JsonResponse({"error": err.reason}, status=err.status)
-    log.info("%s for %s: %s accepted", where, client_id, payload.event)
-    return payload
+        log.warning("%s for %r refused (HTTP %d): %s", where, client_id, err.status, err.reason)
+        return _event_refused(request, err)
+    log.info("%s for %r: %s %s", where, client_id, payload.event, outcome.result)
+    return outcome
+
+
+def _event_refused(request: HttpRequest, err: install.EventRefused) -> HttpResponse:
+    """The install frame gets a page saying why (shown inside the portal). An event gets one
+    answer for everything unauthenticated, so it tells nobody which portals are connected."""
+    if request.POST.get("AUTH_ID") and not request.POST.get("event"):
+        with translation.override(_frame_language(request)):
+            context = {"message": str(err.message)}
+            return render(request, "portals/install_refused.html", context, status=err.status)
+    if err.status == 403:
+        return JsonResponse(NOT_AUTHENTICATED, status=403)
+    if err.status == 409:
+        return JsonResponse({"error": "address_taken"}, status=409)
+    return JsonResponse({"error": err.reason}, status=err.status)
+
+
+def _frame_language(request: HttpRequest) -> str:
+    """The portal names its interface language in the frame's query (LANG, §6.1)."""
+    wanted = (request.GET.get("LANG") or "").lower()
+    return wanted if wanted in dict(settings.LANGUAGES) else translation.get_language()

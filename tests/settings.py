@@ -15,6 +15,10 @@ os.environ.setdefault(
     "q1m6z1bX2l2m1y8pP6V9lF1kS7tXb3cQ0oE9rW4uY5I=,Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg=",
 )
 os.environ.setdefault("BITRIX_ALLOW_HTTP", "true")
+# Binding the uninstall handler calls the portal's REST API after every connect, and most tests'
+# portals have real-looking addresses (acme.bitrix24.com) that must never be called. The tests of
+# the binding turn it on, for portals the fake serves (tests/test_event_binding.py).
+os.environ.setdefault("BITRIX_BIND_EVENTS", "false")
 os.environ.setdefault("DEBUG", "false")
 
 from config.settings import *  # noqa: F403

@@ -146,27 +146,24 @@ def test_reconnect_resolves_the_incident(fake_bitrix, token):
 
 # --- 6: the sweep's claim ends with its task -------------------------------------------------
 def claimed(token: Token, **fields: object) -> None:
-    # A callable is read now: a time taken when the tests were collected may be past the
-    # refresh lease by the time a long suite gets here.
-    values = {name: value() if callable(value) else value for name, value in fields.items()}
     Token.objects.filter(pk=token.pk).update(
-        claimed_until=timezone.now() + timedelta(minutes=6), **values
+        claimed_until=timezone.now() + timedelta(minutes=6), **fields
     )
 
 
 @pytest.mark.parametrize(
     ("fields", "outcome"),
     [
-        ({"next_refresh_at": lambda: timezone.now() + timedelta(hours=1)}, "not-due"),
+        # Times as offsets from when the test runs: "busy" needs a refresh started within
+        # TOKEN_REFRESH_LEASE, and collection may be minutes earlier.
+        ({"next_refresh_at": timedelta(hours=1)}, "not-due"),
         ({"status": TokenStatus.DISABLED}, "skipped"),
-        (
-            {"next_refresh_at": timezone.now, "refresh_started_at": timezone.now},
-            "busy",
-        ),
+        ({"next_refresh_at": timedelta(0), "refresh_started_at": timedelta(0)}, "busy"),
     ],
 )
 def test_the_sweep_claim_is_released_on_every_outcome(fake_bitrix, token, fields, outcome):
-    claimed(token, **fields)
+    now = timezone.now()
+    claimed(token, **{k: now + v if isinstance(v, timedelta) else v for k, v in fields.items()})
     assert refresh_if_due(token.pk) == outcome
     token.refresh_from_db()
     assert token.claimed_until is None

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from .bitrix_apps import PortalApps
 from .bitrix_rest import PortalRest, php_decode
 from .bitrix_state import BitrixState, Body
 
@@ -88,9 +89,10 @@ def _canned_fault(kind: str, status: int) -> _Response:
     )
 
 
-class FakeBitrix(PortalRest, BitrixState):
+class FakeBitrix(PortalApps, PortalRest, BitrixState):
     """The fake server. Configuration attributes (rotation, lifetimes, ...) are inherited;
-    the portals' REST API (PortalRest) answers by Host header, see bitrix_rest.py."""
+    the portals' REST API (PortalRest, PortalApps) answers by Host header, see bitrix_rest.py
+    and bitrix_apps.py."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__()

@@ -9,8 +9,9 @@ port, i.e. a second host, for a renamed portal.
 Rules: a leaky bucket per portal (`rest_rate`, `rest_burst`; QUERY_LIMIT_EXCEEDED 503), auth
 from `auth`, `access_token` or a Bearer header, the §4.3 errors with their statuses, `batch`
 (50 commands, `halt`, `$result[...]`, `[]` for empty maps), list paging with `total`/`next`
-(`start=-1`: no count), a 302 for a renamed portal, and a few methods: `user.current`,
-`profile`, `scope`, `crm.lead.add`, `crm.lead.get`, `crm.lead.list`.
+(`start=-1`: no count), a 302 for a renamed portal, and a few methods: `scope`,
+`crm.lead.add`, `crm.lead.get`, `crm.lead.list` (`user.*`, `profile` and `event.*` are in
+bitrix_apps.py).
 """
 
 from __future__ import annotations
@@ -254,9 +255,9 @@ class PortalRest:
     def _run(self, grant: Any, method: str, args: Body) -> tuple[Any, Body]:
         if method.startswith("crm.") and "crm" not in self._apps[grant.client_id].scope:
             raise RestFailure("insufficient_scope")
-        portal = self._portals[grant.domain]
-        if method in ("user.current", "profile"):
-            return {"ID": str(portal.user_id), "ADMIN": True, "NAME": "Test"}, {}
+        served, result = self.app_method(grant, method, args)
+        if served:
+            return result, {}
         if method == "scope":
             return self._apps[grant.client_id].scope.split(","), {}
         leads = self._data(grant.domain).leads
@@ -273,6 +274,10 @@ class PortalRest:
         if method == "crm.lead.list":
             return _page(leads, args)
         raise RestFailure("ERROR_METHOD_NOT_FOUND")
+
+    def app_method(self, grant: Any, method: str, args: Body) -> tuple[bool, Any]:
+        """Filled by PortalApps (bitrix_apps.py): user.admin, user.current, event.*."""
+        return False, None
 
     def _batch(self, grant: Any, args: Body) -> Body:
         """§5.3. Commands past the 50th are not run; `halt` stops at the first failure."""

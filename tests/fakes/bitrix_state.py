@@ -12,7 +12,7 @@ import hmac
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 # Anything outside this set is "invalid", anything inside but unsupported is
@@ -42,7 +42,11 @@ class App:
 class Portal:
     domain: str
     member_id: str
-    user_id: int
+    user_id: int  # the portal's first user, an administrator; codes are issued for them
+    admins: dict[int, bool] = field(default_factory=dict)  # other users: may they manage apps?
+
+    def is_admin(self, user_id: int) -> bool:
+        return user_id == self.user_id or self.admins.get(user_id, False)
 
 
 @dataclass
@@ -51,6 +55,7 @@ class Code:
     domain: str
     issued_at: float
     used: bool = False
+    user_id: int = 0
 
 
 @dataclass
@@ -67,6 +72,7 @@ class Grant:
     refresh_expires: int
     access_alive: bool = True
     refresh_alive: bool = True
+    user_id: int = 0  # whom the pair acts as; a refresh keeps it
 
 
 class TokenError(Exception):
@@ -172,11 +178,16 @@ class BitrixState:
             self._codes[code] = Code(client_id, domain, self.now())
             return code
 
-    def issue_tokens(self, client_id: str, domain: str) -> dict[str, object]:
+    def issue_tokens(
+        self, client_id: str, domain: str, user_id: int | None = None
+    ) -> dict[str, object]:
+        """A fresh pair, as an install or a frame brings it; for the portal's first user (an
+        administrator) unless `user_id` says whose."""
         with self._lock:
             app = self._app(client_id)
             portal = self._portal(domain)
-            return self._success_body(app, portal, self._mint(app, portal, chain=None))
+            grant = self._mint(app, portal, chain=None, user_id=user_id)
+            return self._success_body(app, portal, grant)
 
     def revoke_chain(self, refresh_token: str) -> None:
         with self._lock:
@@ -222,11 +233,11 @@ class BitrixState:
                 return 200, self._success_body(app, portal, None)
             if isinstance(source, Code):
                 source.used = True
-                grant = self._mint(app, portal, chain=None)
+                grant = self._mint(app, portal, chain=None, user_id=source.user_id)
             else:
                 if self.rotation == "strict":
                     source.refresh_alive = source.access_alive = False
-                grant = self._mint(app, portal, chain=source.chain)
+                grant = self._mint(app, portal, chain=source.chain, user_id=source.user_id)
             return 200, self._success_body(app, portal, grant)
 
     def _validate(self, params: dict[str, str]) -> tuple[App, Code | Grant]:
@@ -280,7 +291,9 @@ class BitrixState:
             raise TokenError(401, "expired_token", description)
         return grant
 
-    def _mint(self, app: App, portal: Portal, chain: int | None) -> Grant:
+    def _mint(
+        self, app: App, portal: Portal, chain: int | None, user_id: int | None = None
+    ) -> Grant:
         self._serial += 1
         now = int(self.now())
         access_expires = now + self.access_lifetime
@@ -294,6 +307,7 @@ class BitrixState:
             access_expires=access_expires,
             refresh_token=make_token(refresh_expires),
             refresh_expires=refresh_expires,
+            user_id=user_id or portal.user_id,
         )
         self._by_access[grant.access_token] = grant
         self._by_refresh[grant.refresh_token] = grant
@@ -314,7 +328,7 @@ class BitrixState:
             "status": "L",
             "client_endpoint": portal_rest_url(portal.domain),
             "member_id": portal.member_id,
-            "user_id": portal.user_id,
+            "user_id": grant.user_id if grant else portal.user_id,
         }
         if grant:
             body["refresh_token"] = grant.refresh_token
@@ -362,7 +376,7 @@ class BitrixState:
                 "client_id": app.client_id,
                 "scope": app.scope,
                 "expires": _iso(grant.access_expires),
-                "user_id": portal.user_id,
+                "user_id": grant.user_id,
                 "install": {
                     "installed": self._flag(app.client_id, portal.domain, "installed"),
                     "version": "1",
