@@ -79,7 +79,7 @@ def finish(query: QueryDict, client_id: str, session: SessionBase, user_id: int)
     try:
         state = states.consume(answer.state, session, user_id, client_id)
     except states.StateRefused as err:
-        log.warning("callback for %s refused: %s", client_id, err.reason)
+        log.warning("callback for %r refused: %s", client_id, err.reason)
         raise CallbackRefused(str(err), err.status) from None
     domain = _answered_domain(answer, state)
     server = _auth_server(answer)
@@ -87,7 +87,7 @@ def finish(query: QueryDict, client_id: str, session: SessionBase, user_id: int)
         raise CallbackRefused(_("The answer from Bitrix24 carries no code. Press Connect again."))
     grant = _exchange(state, server, answer.code)
     if answer.member_id and grant.member_id and answer.member_id != grant.member_id:
-        log.warning("callback for %s refused: member_id differs from the grant", client_id)
+        log.warning("callback for %r refused: member_id differs from the grant", client_id)
         raise CallbackRefused(
             _(
                 "The authorization server's answer belongs to another portal than the redirect "
@@ -123,7 +123,7 @@ def _answered_domain(answer: Answer, state: ConnectState) -> str:
         started = Portal.objects.filter(domain=state.portal_domain).first() or started
     renamed = bool(started.member_id) and answer.member_id == started.member_id
     if domain != started.domain and not renamed:
-        log.warning("callback: %s answered a connect started for %s", domain, started.domain)
+        log.warning("callback: %r answered a connect started for %r", domain, started.domain)
         message = _(
             "You started connecting %(started)s, but %(answered)s answered. Open the portal "
             "you mean (or log out of the other one in Bitrix24) and press Connect again."
@@ -154,12 +154,12 @@ def _exchange(state: ConnectState, server: str, code: str) -> TokenGrant:
         )
         connect.check_answer(grant)
     except OAuthError as err:
-        log.info("callback for %s: Bitrix24 refused the code: %s", state.app.client_id, err.code)
+        log.info("callback for %r: Bitrix24 refused the code: %s", state.app.client_id, err.code)
         raise CallbackRefused(_refusal(err)) from None
     except (ConfigurationError, DecryptionError) as err:
-        log.warning("callback for %s: %s", state.app.client_id, type(err).__name__)
+        log.warning("callback for %r: %s", state.app.client_id, type(err).__name__)
         raise CallbackRefused(str(err), 500) from None
-    log.info("callback for %s: code exchanged in %d ms", state.app.client_id,
+    log.info("callback for %r: code exchanged in %d ms", state.app.client_id,
              (time.monotonic() - began) * 1000)  # fmt: skip
     return grant
 

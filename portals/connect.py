@@ -163,10 +163,10 @@ def _exchange(data: ConnectInput) -> TokenGrant:
         )
         check_answer(grant)
     except OAuthError as err:
-        log.info("connect %s/%s refused: %s", data.portal, data.client_id, err.code)
+        log.info("connect %r/%r refused: %s", data.portal, data.client_id, err.code)
         raise _connect_error(err, data) from None
     except ConfigurationError as err:
-        log.warning("connect %s/%s: %s", data.portal, data.client_id, err)
+        log.warning("connect %r/%r: %s", data.portal, data.client_id, err)
         raise ConnectError(str(err)) from None
     return grant
 

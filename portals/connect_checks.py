@@ -48,7 +48,7 @@ def app_unchanged(client_id: str, client_secret: str, scope: str) -> None:
         text = _("%(client_id)s is stored with the scope %(scope)s: enter that scope.")
         errors["scope"] = [f"{text % {'client_id': client_id, 'scope': app.scope}} {SEE_APP_PAGE}"]
     if errors:
-        log.info("connect %s refused: typed credentials differ from the app's", client_id)
+        log.info("connect %r refused: typed credentials differ from the app's", client_id)
         raise ValidationError(errors)
 
 
@@ -86,7 +86,7 @@ def mismatch(typed_domain: str, client_id: str, grant: TokenGrant) -> Mismatch |
         return Mismatch(_other_member(typed, grant, domain, token), "code", domain, token)
     known = typed is not None and bool(typed.member_id)  # then the same member: a rename
     if domain != typed_domain and not known:
-        log.warning("connect %s/%s: the code came from %s", typed_domain, client_id, domain)
+        log.warning("connect %r/%r: the code came from %r", typed_domain, client_id, domain)
         message = _(
             "This code came from %(domain)s, not from %(typed)s. Nothing was stored. Enter "
             "%(domain)s as the portal, or open the authorize URL of %(typed)s and use the code "

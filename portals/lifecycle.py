@@ -176,5 +176,5 @@ def move_portal(member_id: str, domain: str, client_endpoint: str) -> Portal:
         Portal.objects.filter(pk=portal.pk).update(domain=domain, updated_at=timezone.now())
         Token.objects.filter(portal_id=portal.pk).update(client_endpoint=client_endpoint)
     if old != domain:
-        log.warning("portal %s was renamed to %s", old, domain)
+        log.warning("portal %r was renamed to %r", old, domain)
     return portal

@@ -34,7 +34,7 @@ def mark(token: Token, *, clean: bool) -> None:
         str(advice_for("not_installed") or ""),
     )
     lifecycle.mark_uninstalled(token, error, clean=clean)
-    log.warning("token %s: the app was uninstalled from %s", token, token.portal.domain)
+    log.warning("token %s: the app was uninstalled from %r", token, token.portal.domain)
 
 
 def check_by_refresh(token: Token) -> bool:

@@ -40,7 +40,7 @@ NOT_AUTHENTICATED = {"error": "not_authenticated"}
 def bitrix_callback(request: HttpRequest, client_id: str) -> HttpResponse:
     user = request.user
     if not user.is_authenticated or not user.is_active:
-        log.warning("callback for %s refused: no logged-in staff session", client_id)
+        log.warning("callback for %r refused: no logged-in staff session", client_id)
         return _refused(
             request,
             _(
@@ -51,7 +51,7 @@ def bitrix_callback(request: HttpRequest, client_id: str) -> HttpResponse:
             403,
         )
     if not user.has_perm(CONNECT):
-        log.warning("callback for %s refused: %s may not connect portals", client_id, user)
+        log.warning("callback for %r refused: %s may not connect portals", client_id, user)
         return _refused(request, _("Connecting portals needs the “connect portals” permission."))
     try:
         outcome = callback.finish(request.GET, client_id, request.session, user.pk)
