@@ -15,7 +15,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from api.models import ApiKey
-from portals import ratelimit
+from portals.bitrix import ratelimit
 from portals.models import Token
 
 PREFIX = "b24k_"

@@ -17,11 +17,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
 from api import keys
-from config.client_ip import forwarded_client_ip
+from core.client_ip import forwarded_client_ip
 from portals import tokens
-from portals.errors import OAuthError, PairNotStored, RefreshBusy, TokenNotFound, TokenUnavailable
-from portals.errors import status_for as token_status_for
+from portals.bitrix.errors import OAuthError
+from portals.bitrix.errors import status_for as token_status_for
 from portals.models import Token
+from portals.tokens import PairNotStored, RefreshBusy, TokenNotFound, TokenUnavailable
 
 if TYPE_CHECKING:
     from api.keys import CheckedKey

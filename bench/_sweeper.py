@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, default=600.0)
     args = parser.parse_args()
     django.setup()
-    from portals.sweep import sweep
+    from portals.tokens.sweep import sweep
 
     print("ready", flush=True)
     sys.stdin.readline()

@@ -89,7 +89,7 @@ def seed_history(days: int, per_day: int) -> None:
 
 def seed_counters() -> None:
     """Running totals for every series a month of operation would have."""
-    from ops import metrics
+    from ops.record import metrics
     from portals.models import RefreshAttempt
 
     for outcome in RefreshAttempt.Outcome.values:

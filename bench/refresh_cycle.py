@@ -114,7 +114,7 @@ def run(args: argparse.Namespace, fake: FakeBitrix, env: dict[str, str]) -> None
 def measure_baseline(fake: FakeBitrix, n: int, concurrency: int) -> float:
     """The real client, `concurrency` threads, N fresh pairs (not the seeded ones: refreshing
     those would rotate them away from the database)."""
-    from portals.oauth import BitrixOAuthClient
+    from portals.bitrix.oauth import BitrixOAuthClient
 
     # The shared session's pool holds 10 connections: more threads than that make urllib3
     # warn on every request (counted for the workers in the profile instead).

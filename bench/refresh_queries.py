@@ -73,8 +73,8 @@ def run(args: argparse.Namespace, fake: FakeBitrix) -> None:
 def measure_paths(fake: FakeBitrix, verbose: bool) -> dict[str, dict[str, Any]]:
     """Each path on REPEATS fresh tokens; checks the repeats agree, returns the last."""
     from portals.models import Token
-    from portals.sweep import refresh_if_due
     from portals.tokens import refresh
+    from portals.tokens.sweep import refresh_if_due
 
     fresh = list(Token.objects.filter(version=1).values_list("pk", "reference")[: 2 * REPEATS])
     ids, refs = [pk for pk, _ in fresh[:REPEATS]], [ref for _, ref in fresh[REPEATS:]]

@@ -147,7 +147,7 @@ def cost(fake, args: argparse.Namespace, token) -> None:
     """µs per reserve() on each store, and per whole call to the local fake."""
     from django.conf import settings
 
-    from portals import ratelimit
+    from portals.bitrix import ratelimit
     from portals.models import Portal
     from portals.rest import Bitrix24
 

@@ -145,7 +145,7 @@ def print_distribution(size: int) -> None:
 def measure(limit: int, runs: int) -> dict[str, Any]:
     """Median claim time at `limit` and at a 100-row limit, each claim undone before the next."""
     from portals.models import Token
-    from portals.sweep import claim_due_tokens
+    from portals.tokens.sweep import claim_due_tokens
 
     claimed: list[int] = []
 
@@ -188,7 +188,7 @@ def print_plan(limit: int) -> None:
     from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
-    from portals.sweep import claim_due_tokens
+    from portals.tokens.sweep import claim_due_tokens
 
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         claim_due_tokens(limit=limit)

@@ -132,9 +132,9 @@ def interleaved(cases: dict[str, Callable[[], object]], calls: int) -> dict:
 def in_process(calls: int, key: str) -> dict[str, tuple[float, list[float]]]:
     from django.test import Client
 
-    from portals import service
     from portals.models import Token
     from portals.tokens import get_access_token, get_token
+    from portals.tokens.load import load
 
     def orm_read() -> str:
         return Token.objects.select_related("portal").get(reference="p0").access_token
@@ -153,7 +153,7 @@ def in_process(calls: int, key: str) -> dict[str, tuple[float, list[float]]]:
             "ORM read of the row": orm_read,
             "get_access_token": lambda: get_access_token("p0"),
             # What get_access_token read before: the app too, and all three secrets decrypted.
-            "  full load (refresh token, secret)": lambda: service.load(reference="p0"),
+            "  full load (refresh token, secret)": lambda: load(reference="p0"),
             "simplest JSON (test client)": lambda: client.get("/bench/json/"),
             "ORM JSON (test client)": lambda: client.get("/bench/orm/p0/"),
             "API (test client)": api,

@@ -9,7 +9,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("b24keeper")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
 
 
 @task_prerun.connect
@@ -25,6 +24,6 @@ def _drop_stale_connections(**kwargs: object) -> None:
 @worker_ready.connect
 def _on_worker_start(**kwargs: object) -> None:
     # Store pairs this machine's journal still holds, and check that secrets decrypt.
-    from portals.startup import on_process_start
+    from portals.tokens.startup import on_process_start
 
     on_process_start(run_checks=True)

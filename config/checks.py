@@ -52,7 +52,7 @@ def check_stored_secrets(**kwargs: Any) -> list:
 
 @register()
 def check_auth_servers(**kwargs: Any) -> list:
-    from portals import authservers
+    from portals.bitrix import authservers
 
     problems = [
         Error(

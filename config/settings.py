@@ -69,14 +69,14 @@ AXES_RESET_ON_SUCCESS = True
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 if TRUSTED_PROXY_COUNT < 0:
     raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more (the documented nginx: 1).")
-AXES_CLIENT_IP_CALLABLE = "config.client_ip.forwarded_client_ip"
+AXES_CLIENT_IP_CALLABLE = "core.client_ip.forwarded_client_ip"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login early
     "django.contrib.auth.backends.ModelBackend",
 ]
 
 INSTALLED_APPS = [
-    "config.apps.AdminConfig",  # django.contrib.admin; see config/apps.py
+    "core.apps.AdminConfig",  # django.contrib.admin; see core/apps.py
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -94,7 +94,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: a control character at a public endpoint is a 400 before anything reads the
     # request (config/middleware.py).
-    "config.middleware.ControlCharacterMiddleware",
+    "core.middleware.ControlCharacterMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -279,6 +279,15 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The task modules, which sit on top and are imported by nobody: workers load them here. Each
+# task keeps the name it had before the rooms (portals.tasks.…), carried by queued messages and
+# periodic-task rows.
+CELERY_IMPORTS = [
+    "portals.tokens.tasks",
+    "portals.connect.tasks",
+    "notifications.tasks",
+    "ops.tasks",
+]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's Django fix-up closes the database connection around every task unless told to
 # reuse it; config/celery.py still drops broken or expired connections before each task.
@@ -345,9 +354,9 @@ EMAIL_TIMEOUT = 20
 
 # --- Logging and error pages ----------------------------------------------------------------
 # Error pages (DEBUG) and error reports hide POST fields and variables marked sensitive.
-DEFAULT_EXCEPTION_REPORTER_FILTER = "config.error_reports.SecretsExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "core.error_reports.SecretsExceptionReporterFilter"
 # ...and mask the password of any URL on the page or in the email, whatever holds it.
-DEFAULT_EXCEPTION_REPORTER = "config.error_reports.SecretsExceptionReporter"
+DEFAULT_EXCEPTION_REPORTER = "core.error_reports.SecretsExceptionReporter"
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 # plain: one readable line per record. json: one JSON object per line (time, level, logger,
 # message, token, task_id, traceback) for a log collector; redacted the same way.
@@ -357,10 +366,10 @@ if LOG_FORMAT not in ("plain", "json"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "config.logging.RedactSecretsFilter"}},
+    "filters": {"redact": {"()": "core.logging.RedactSecretsFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        "json": {"()": "config.logging.JsonFormatter"},
+        "json": {"()": "core.logging.JsonFormatter"},
     },
     "handlers": {
         "console": {

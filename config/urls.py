@@ -2,9 +2,9 @@ from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 
+from core.display import EMPTY
 from dashboard.views import home
-from ops.views import health_view, metrics_view
-from portals.display import EMPTY
+from ops.observe.views import health_view, metrics_view
 
 admin.site.site_header = "b24keeper"
 admin.site.site_title = "b24keeper"
@@ -23,7 +23,7 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("metrics/", metrics_view),
     # Bitrix24's handler addresses (a contract: the app settings in Bitrix24 point here).
-    path("bitrix/", include("portals.urls")),
+    path("bitrix/", include("portals.connect.urls")),
     # The token API for programs that are not Python (api/views.py; README).
     path("api/", include("api.urls")),
 ]

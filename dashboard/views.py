@@ -16,11 +16,11 @@ from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django_celery_beat.models import PeriodicTask
 
+from core.display import ago
 from dashboard import chart
-from notifications.coverage import uncovered_incidents
+from notifications.incidents.coverage import uncovered_incidents
 from notifications.models import Delivery, Incident
 from portals.beat import SWEEP_TASK
-from portals.display import ago
 from portals.models import REFRESHABLE_STATUSES, RefreshAttempt, Token, TokenStatus
 
 VIEW = "portals.view_token"

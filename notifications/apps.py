@@ -7,7 +7,8 @@ class NotificationsConfig(AppConfig):
     verbose_name = _("Escalations and notifications")
 
     def ready(self) -> None:
-        from notifications import dispatch, escalation
+        from notifications.delivery import dispatch
+        from notifications.incidents import escalation
 
         dispatch.connect_receivers()
         escalation.connect_receivers()

@@ -3,7 +3,7 @@ migration, editable in the admin's Periodic tasks (interval, enabled)."""
 
 from typing import Any
 
-from config.beat import ensure_periodic_task
+from core.beat import ensure_periodic_task
 
 SWEEP_TASK = "notifications.tasks.sweep_notifications"
 

@@ -6,6 +6,6 @@ class OpsConfig(AppConfig):
     verbose_name = "Operations: health, metrics, history"
 
     def ready(self) -> None:
-        from ops import signals
+        from ops.observe import signals
 
         signals.connect_receivers()

@@ -3,7 +3,7 @@ editable in the admin's Periodic tasks."""
 
 from typing import Any
 
-from config.beat import ensure_periodic_task
+from core.beat import ensure_periodic_task
 
 PRUNE_TASK = "ops.tasks.prune_history"
 DAY = 24 * 3600

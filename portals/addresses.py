@@ -19,9 +19,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
 from encryption.crypto import DecryptionError
-from portals.errors import ConfigurationError, OAuthError
+from portals.bitrix.errors import ConfigurationError, OAuthError
+from portals.bitrix.oauth import BitrixOAuthClient, TokenGrant
 from portals.models import Portal, Token, TokenStatus
-from portals.oauth import BitrixOAuthClient, TokenGrant
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ the uninstall handlers (portals.eventbind)."""
 
 from typing import Any
 
-from config.beat import ensure_periodic_task
+from core.beat import ensure_periodic_task
 
 SWEEP_TASK = "portals.tasks.sweep_due_tokens"
 EVENT_BINDING_TASK = "portals.tasks.check_event_bindings"

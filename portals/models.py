@@ -11,9 +11,9 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from encryption.fields import EncryptedTextField
-from portals import authservers
-from portals.errors import ConfigurationError
-from portals.validation import normalize_portal_address, normalize_scope, validate_client_id
+from portals.bitrix import authservers
+from portals.bitrix.errors import ConfigurationError
+from portals.bitrix.identifiers import normalize_portal_address, normalize_scope, validate_client_id
 
 
 class Portal(models.Model):

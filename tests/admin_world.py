@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from api import keys
-from config.roles import OPERATORS, VIEWERS
+from core.roles import OPERATORS, VIEWERS
 from portals.models import Token
 from tests.notifications_helpers import make_channel
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from portals.connect import ConnectInput, connect_portal
+from portals.connect.grants import ConnectInput, connect_portal
 from tests import brokers
 from tests.brokers import BROKERS
 from tests.fakes.bitrix import FakeBitrix
@@ -27,7 +27,7 @@ def close_rate_limit_connections():
     """The rate limiter's database store keeps a connection of its own (portals.ratelimit);
     close it after each test so the test database can be dropped at the end."""
     yield
-    from portals import ratelimit
+    from portals.bitrix import ratelimit
 
     ratelimit.close()
 
@@ -68,7 +68,7 @@ def run_due(token, expires_in: timedelta | None = None) -> str:
     """One scheduled refresh attempt, now: make the token due (optionally set its expiry) and
     run the refresh task's body."""
     from portals.models import Token
-    from portals.sweep import refresh_if_due
+    from portals.tokens.sweep import refresh_if_due
 
     changes = {"next_refresh_at": timezone.now() - timedelta(seconds=1)}
     if expires_in is not None:

@@ -1,6 +1,6 @@
 """gunicorn's access log, as the systemd unit and bin/serve run it, holds no secret from a URL:
 not the callback's code and state, not the install frame's AUTH_ID or an auth[...] parameter,
-not the key in a webhook-shaped /rest/<n>/<key>/ path (config.gunicorn.RedactingLogger)."""
+not the key in a webhook-shaped /rest/<n>/<key>/ path (core.gunicorn.RedactingLogger)."""
 
 import re
 import shlex
@@ -23,7 +23,7 @@ TARGETS = [
     f"&API_KEY={SECRETS[10]}&auth={SECRETS[11]}",
 ]
 REFERER = f"https://acme.bitrix24.com/marketplace/app/1/?code={SECRETS[12]}&lang=en"
-LOGGER_CLASS = "--logger-class config.gunicorn.RedactingLogger"
+LOGGER_CLASS = "--logger-class core.gunicorn.RedactingLogger"
 
 
 def production_arguments() -> list[str]:

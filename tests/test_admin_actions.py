@@ -8,7 +8,7 @@ from django.contrib.messages import get_messages
 from django.test import RequestFactory
 from django.urls import reverse
 
-from config.roles import VIEWERS
+from core.roles import VIEWERS
 from tests import admin_world
 
 pytestmark = pytest.mark.django_db

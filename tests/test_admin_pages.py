@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from notifications.models import Delivery, Incident
-from portals import states
+from portals.connect import states
 from portals.models import AppCredentials, Token, TokenStatus
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PORTAL, connect
 from tests.notifications_helpers import make_channel

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from api import keys
 from api.models import ApiKey
-from config.roles import VIEWERS
+from core.roles import VIEWERS
 
 pytestmark = pytest.mark.django_db
 ADD = reverse("admin:api_apikey_add")

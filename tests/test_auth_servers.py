@@ -5,8 +5,8 @@ import pytest
 from django.core.checks import run_checks
 from django.urls import reverse
 
-from portals import authservers
-from portals.connect import ConnectError
+from portals.bitrix import authservers
+from portals.connect.grants import ConnectError
 from portals.models import Portal, Token, TokenStatus
 from portals.tokens import TokenConfigurationError, refresh
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, connect

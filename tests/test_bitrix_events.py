@@ -9,7 +9,7 @@ import logging
 import pytest
 from django.test import Client
 
-from notifications.incidents import incident_opened
+from notifications.incidents.lifecycle import incident_opened
 from notifications.models import Incident
 from portals.models import AppCredentials, Portal, RefreshAttempt, Token, TokenStatus
 from tests.events_helpers import EVENTS, INSTALL, REFUSED, install, post

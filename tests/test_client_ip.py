@@ -8,7 +8,7 @@ from django.test import Client, RequestFactory
 
 from api import keys
 from api.models import ApiKey
-from config.client_ip import forwarded_client_ip
+from core.client_ip import forwarded_client_ip
 from tests.test_production_settings import PASSWORD, log_in
 from tests.test_token_api import get
 

@@ -7,7 +7,7 @@ from django.db import connection
 from django.urls import reverse
 
 from notifications.models import Incident
-from portals.connect import ConnectError
+from portals.connect.grants import ConnectError
 from portals.models import AppCredentials, Portal, RefreshAttempt, Token, TokenStatus
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PORTAL, connect
 

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from portals import states
+from portals.connect import states
 from portals.models import AppCredentials, Token
 from tests.admin_world import login
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PORTAL

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import reverse
 
-from config.roles import OPERATORS, VIEWERS
+from core.roles import OPERATORS, VIEWERS
 from portals.models import Token, TokenStatus
 from tests.notifications_helpers import make_channel
 

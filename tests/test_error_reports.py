@@ -10,7 +10,7 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from config.error_reports import SecretsExceptionReporterFilter
+from core.error_reports import SecretsExceptionReporterFilter
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 from tests.test_secret_leaks import refuse_new_rows
 

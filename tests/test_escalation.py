@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from notifications import incidents
+from notifications.incidents import lifecycle
 from notifications.models import Incident
 from portals.models import Token, TokenStatus
 from tests.conftest import CLIENT_ID, connect, run_due
@@ -17,9 +17,9 @@ pytestmark = pytest.mark.django_db
 def signals():
     seen: list[tuple[str, Incident]] = []
     receivers = {
-        "opened": incidents.incident_opened,
-        "updated": incidents.incident_updated,
-        "resolved": incidents.incident_resolved,
+        "opened": lifecycle.incident_opened,
+        "updated": lifecycle.incident_updated,
+        "resolved": lifecycle.incident_resolved,
     }
     handlers = {}
     for name, signal in receivers.items():

@@ -12,9 +12,9 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from notifications.models import Incident
-from portals import eventbind, uninstall
+from portals.connect import eventbind, uninstall
 from portals.models import Token, TokenStatus
-from portals.sweep import refresh_if_due
+from portals.tokens.sweep import refresh_if_due
 from tests.conftest import CLIENT_ID, connect
 from tests.events_helpers import EVENTS, REFUSED, frame, install, post
 from tests.fakes.bitrix_state import portal_rest_url
@@ -145,7 +145,7 @@ def test_with_binding_off_nothing_is_bound_and_the_page_says_so(
 def test_the_daily_check_binds_dropped_handlers_again(
     client, sender, fake_bitrix, portal, committed
 ):
-    from portals.tasks import check_event_bindings
+    from portals.connect.tasks import check_event_bindings
 
     committed(install, client, sender, portal)
     fake_bitrix.drop_handlers(CLIENT_ID, portal)  # an update whose ONAPPUPDATE never came

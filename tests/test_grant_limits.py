@@ -8,7 +8,7 @@ store after the code was spent: a 500 on connect, a lost pair on refresh.
 import pytest
 from django.urls import reverse
 
-from portals.connect import ConnectError
+from portals.connect.grants import ConnectError
 from portals.models import Token, TokenStatus
 from portals.tokens import refresh
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PORTAL, connect, serve_fake

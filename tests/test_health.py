@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
-from ops import heartbeat
+from ops.record import heartbeat
 from tests.brokers import use_broker
 from tests.conftest import connect
 from tests.fakes.silent_server import SilentServer
@@ -177,11 +177,11 @@ def test_details_need_the_bearer_or_the_view_permission(broker_url, client):
 
 
 def test_an_open_incident_no_channel_covers_makes_it_degraded(fake_bitrix, broker_url, client):
-    from notifications import incidents
+    from notifications.incidents import lifecycle
 
     heartbeat.touch("worker:w9@elsewhere", timezone.now())
     token = connect(fake_bitrix)
-    incidents.open_incident(token, code="invalid_grant", message="dead", permanent=True)
+    lifecycle.open_incident(token, code="invalid_grant", message="dead", permanent=True)
     code, body = get(client, bearer=True)
     assert (code, body["status"]) == (200, "degraded") and "alerts" in failing(body)
     assert "1 open incident(s) reach nobody" in body["checks"]["alerts"]["detail"]

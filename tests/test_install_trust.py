@@ -142,7 +142,7 @@ def test_a_refused_install_never_sets_the_application_token(client, sender, fake
 
 # --- item 3: replays and older pairs are ignored ---------------------------------------------
 def test_the_expiry_is_read_from_the_token_itself():
-    from portals.eventproof import token_expiry
+    from portals.connect.pair_proof import token_expiry
 
     assert token_expiry(make_token(1767229200)) == 1767229200
     assert token_expiry("not-hex-at-all") is None and token_expiry("") is None
@@ -151,7 +151,7 @@ def test_the_expiry_is_read_from_the_token_itself():
 def test_the_frames_expiry_comes_from_the_token_never_from_now_plus_auth_expires(
     client, sender, portal
 ):
-    from portals.eventproof import token_expiry
+    from portals.connect.pair_proof import token_expiry
 
     query, form = sender.frame(portal)
     form["AUTH_EXPIRES"] = "60"

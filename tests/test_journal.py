@@ -9,11 +9,10 @@ from django.db import connection
 from django.utils import timezone
 
 from notifications.models import Incident
-from portals import journal
-from portals.errors import PermanentOAuthError
+from portals.bitrix.errors import PermanentOAuthError
+from portals.bitrix.oauth import BitrixOAuthClient
 from portals.models import RefreshAttempt, Token, TokenStatus
-from portals.oauth import BitrixOAuthClient
-from portals.tokens import get_access_token, refresh
+from portals.tokens import get_access_token, journal, refresh
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, connect
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.processes import start_python
@@ -89,7 +88,7 @@ def test_a_pair_survives_an_outage_longer_than_the_retry_and_is_restored_at_star
 
     # Machine A starts again: its journal restores the pair and closes the incident.
     restart = start_python(
-        "from portals.startup import on_process_start; on_process_start()",
+        "from portals.tokens.startup import on_process_start; on_process_start()",
         VAR_DIR=str(tmp_path / "machine-a"),
     )
     out, err = restart.communicate(timeout=60)
@@ -135,7 +134,7 @@ def test_a_replay_is_discarded_when_a_newer_pair_was_stored(fake_bitrix):
     issue_pair_elsewhere(token)
     reconnected = connect(fake_bitrix)  # a new chain: version moves on
 
-    start = start_python("from portals.startup import on_process_start; on_process_start()")
+    start = start_python("from portals.tokens.startup import on_process_start; on_process_start()")
     _out, err = start.communicate(timeout=60)
 
     assert start.returncode == 0, err

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from config.logging import JsonFormatter, RedactSecretsFilter
+from core.logging import JsonFormatter, RedactSecretsFilter
 from portals.models import Token
-from portals.tasks import refresh_due_token
+from portals.tokens.tasks import refresh_due_token
 from tests.conftest import CLIENT_SECRET
 from tests.processes import start_python
 
@@ -35,7 +35,7 @@ def test_a_task_s_lines_name_its_token_and_task(fake_bitrix, token, json_log):
     fake_bitrix.fail_next("status", status=503)
     result = refresh_due_token.apply(args=(token.pk,), task_id="task-7")
     assert result.get() == "failed"
-    [line] = [r for r in json_log() if r["logger"] == "portals.sweep"]
+    [line] = [r for r in json_log() if r["logger"] == "portals.tokens.sweep"]
     assert (line["token"], line["task_id"], line["level"]) == ("token", "task-7", "INFO")
     assert "scheduled refresh failed" in line["message"]
     assert line["time"].endswith("+00:00")

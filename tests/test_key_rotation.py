@@ -14,10 +14,10 @@ from django.utils import timezone
 
 from encryption import rotation
 from notifications.models import Channel
-from portals import journal, service
+from portals.bitrix.oauth import BitrixOAuthClient
 from portals.models import RefreshAttempt, Token, TokenStatus
-from portals.oauth import BitrixOAuthClient
-from portals.tokens import refresh
+from portals.tokens import journal, refresh
+from portals.tokens.load import load as load_token
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, connect
 from tests.notifications_helpers import make_channel
 from tests.processes import CeleryProcesses, wait_until
@@ -71,7 +71,7 @@ def test_a_token_rotated_between_read_and_write_keeps_its_new_pair(fake_bitrix, 
     assert outcome["token"].current == 1  # the refresh token, already stored under the new key
     call_command("reencrypt_secrets", stdout=StringIO())  # the app's client secret, and a check
     settings.ENCRYPTION_KEYS = [NEW_KEY]  # the old key goes
-    token = service.load(pk=token.pk)
+    token = load_token(pk=token.pk)
     assert token.version == 2
     assert token.refresh_token == chain_head(fake_bitrix, token)
     refresh("token")  # Bitrix accepts the stored refresh token: nothing was lost
@@ -156,7 +156,7 @@ def test_the_rotation_drill_under_load_then_without_the_old_key(
     settings.ENCRYPTION_KEYS = [NEW_KEY]
     assert rotation.stale_values() == {}
     for token in Token.objects.all():
-        assert service.load(pk=token.pk).status == TokenStatus.ACTIVE
+        assert load_token(pk=token.pk).status == TokenStatus.ACTIVE
     assert Channel.objects.get().get_credentials()
     [entry] = journal.entries()
     assert entry.read().refresh_token == grant.refresh_token

@@ -12,7 +12,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from config.logging import JsonFormatter, RedactSecretsFilter
+from core.logging import JsonFormatter, RedactSecretsFilter
 from tests.conftest import CLIENT_ID
 
 FORM = "application/x-www-form-urlencoded"

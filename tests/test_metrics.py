@@ -10,11 +10,12 @@ from django.contrib.auth.models import Permission
 from django.db import connection
 from prometheus_client.parser import text_string_to_metric_families
 
-from notifications import incidents
+from notifications.delivery.sending import process_delivery
+from notifications.incidents import lifecycle
 from notifications.models import Delivery
-from notifications.sending import process_delivery
-from ops import metrics, retention
-from ops.heartbeat import sweep_started
+from ops.observe import retention
+from ops.record import metrics
+from ops.record.heartbeat import sweep_started
 from portals.models import Token, TokenStatus
 from tests.conftest import run_due
 from tests.notifications_helpers import make_channel, make_tokens
@@ -117,7 +118,7 @@ def test_deliveries_total_counts_sent_and_failed_by_provider(
     make_channel("twilio")
     fakes.twilio.fail_next("invalid_to")  # a permanent error: that delivery fails
     with django_capture_on_commit_callbacks(execute=True):
-        incidents.open_incident(token, code="invalid_grant", message="m", permanent=True)
+        lifecycle.open_incident(token, code="invalid_grant", message="m", permanent=True)
     Delivery.objects.update(next_attempt_at=Delivery.objects.first().created_at)
     for delivery in Delivery.objects.all():
         process_delivery(delivery.pk)

@@ -7,9 +7,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from notifications import dispatch, incidents
+from notifications.delivery import dispatch
+from notifications.delivery.sending import process_delivery
+from notifications.incidents import lifecycle
 from notifications.models import Channel, Delivery, Incident
-from notifications.sending import process_delivery
 from tests.notifications_helpers import make_channel, make_tokens
 from tests.processes import wait_until
 
@@ -20,7 +21,7 @@ SETTLED = (Status.SENT, Status.FAILED, Status.CANCELLED)
 
 
 def open_incident(token) -> Incident:
-    return incidents.open_incident(
+    return lifecycle.open_incident(
         token, code="invalid_grant", message="Bitrix24 answered invalid_grant.", permanent=True
     )
 
@@ -159,7 +160,7 @@ def test_a_failing_channel_shows_since_when_in_the_list(admin_client, notify):
 
 @pytest.mark.django_db
 def test_uncovered_incidents_costs_one_query_however_many_there_are(notify):
-    from notifications import coverage
+    from notifications.incidents import coverage
 
     def count_queries() -> tuple[int, int]:
         with CaptureQueriesContext(connection) as queries:
@@ -213,7 +214,7 @@ def test_the_lists_cost_the_same_queries_for_2_or_12_switched_off_channels(admin
 def test_without_an_smtp_server_the_admins_are_not_emailed_but_told_later(
     mailbox, notify, settings
 ):
-    from notifications import coverage
+    from notifications.incidents import coverage
 
     [token] = make_tokens(1)
     incident = Incident.objects.create(token=token, error_code="invalid_grant", message="x")

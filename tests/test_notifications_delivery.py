@@ -8,7 +8,8 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from notifications import dispatch, incidents
+from notifications.delivery import dispatch
+from notifications.incidents import lifecycle
 from notifications.models import Channel, Delivery, Incident
 from portals.models import Token
 from tests.conftest import connect, run_due
@@ -24,7 +25,7 @@ SETTLED = (Status.SENT, Status.FAILED, Status.CANCELLED)
 
 
 def open_incident(token: Token) -> Incident:
-    return incidents.open_incident(
+    return lifecycle.open_incident(
         token,
         code="invalid_grant",
         message="Bitrix24 answered invalid_grant (refresh token expired).",
@@ -189,7 +190,7 @@ def test_a_transient_incident_that_turns_permanent_alerts_every_channel_again(fa
     for kind in ("telegram", "twilio", "mandrill"):
         make_channel(kind)
     workers.worker(concurrency=2)
-    incidents.open_incident(
+    lifecycle.open_incident(
         token, code="http_503", message="Bitrix24 answered 503.", permanent=False
     )
     settled(3, event=Event.OPENED)
@@ -243,11 +244,11 @@ def test_a_digest_names_the_new_failure_among_many_recoveries(fakes, workers, ow
     workers.worker(concurrency=2)
     with transaction.atomic():
         for token in tokens[:6]:
-            incidents.open_incident(token, code="http_503", message="503", permanent=False)
+            lifecycle.open_incident(token, code="http_503", message="503", permanent=False)
     settled(12)
     with transaction.atomic():  # six recover while a seventh needs a person: one digest each
         for token in tokens[:6]:
-            incidents.resolve_for_token(token)
+            lifecycle.resolve_for_token(token)
         open_incident(tokens[6])
     settled(12 + 14)
     assert len(fakes.telegram.sends) == len(fakes.twilio.sends) == 2

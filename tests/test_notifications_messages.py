@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from notifications import messages
+from notifications.delivery import messages
 from notifications.models import Channel, Delivery, Incident
 from portals.models import Token
 from tests.fakes.providers import is_gsm7, sms_segments
@@ -36,7 +36,7 @@ def incident_of(token: Token, **fields: object) -> Incident:
 
 
 def digest(deliveries: list[Delivery]):
-    from notifications.digests import digest
+    from notifications.delivery.digests import digest
 
     return digest(deliveries)
 

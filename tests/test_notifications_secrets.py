@@ -8,9 +8,9 @@ import logging
 import pytest
 import redis
 
-from notifications import incidents
+from notifications.delivery.sending import process_delivery, send_test
+from notifications.incidents import lifecycle
 from notifications.models import Delivery
-from notifications.sending import process_delivery, send_test
 from tests.conftest import BROKER_URL
 from tests.notifications_helpers import PROVIDERS, fake_for, make_channel, make_tokens, secrets
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 def open_incident(token, capture) -> None:
     with capture(execute=True):
-        incidents.open_incident(token, code="invalid_grant", message="expired", permanent=True)
+        lifecycle.open_incident(token, code="invalid_grant", message="expired", permanent=True)
 
 
 def broker_dump() -> tuple[list[dict], str]:

@@ -9,9 +9,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from notifications import dispatch, incidents
+from notifications.delivery import dispatch
+from notifications.delivery.sending import backoff, process_delivery, send_test
+from notifications.incidents import lifecycle
 from notifications.models import Channel, Delivery, Incident
-from notifications.sending import backoff, process_delivery, send_test
 from tests.notifications_helpers import age, make_channel, make_tokens
 
 # Fixtures: fakes, notify, owner, workers.
@@ -29,7 +30,7 @@ def quiet_broker(broker_url, notify):
 def open_incident(django_capture_on_commit_callbacks):
     def open_(token, code: str = "invalid_grant", permanent: bool = True) -> Incident:
         with django_capture_on_commit_callbacks(execute=True):
-            return incidents.open_incident(
+            return lifecycle.open_incident(
                 token, code=code, message="Bitrix24 answered invalid_grant.", permanent=permanent
             )
 
@@ -40,7 +41,7 @@ def open_incident(django_capture_on_commit_callbacks):
 def resolve(django_capture_on_commit_callbacks):
     def resolve_(token) -> None:
         with django_capture_on_commit_callbacks(execute=True):
-            incidents.resolve_for_token(token)
+            lifecycle.resolve_for_token(token)
 
     return resolve_
 
@@ -78,7 +79,7 @@ def test_an_outage_goes_to_every_enabled_channel(fakes, django_capture_on_commit
     make_channel("telegram", covers_all_tokens=False)
     make_channel("twilio")
     with django_capture_on_commit_callbacks(execute=True):
-        outage = incidents.open_outage(code="INTERNAL_SERVER_ERROR", message="503", affected=40)
+        outage = lifecycle.open_outage(code="INTERNAL_SERVER_ERROR", message="503", affected=40)
     assert outage.deliveries.count() == 2
 
 

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from notifications import incidents
+from notifications.delivery.sending import process_delivery
+from notifications.incidents import lifecycle
 from notifications.models import Channel, Delivery, Incident
-from notifications.sending import process_delivery
 from tests.notifications_helpers import fake_for, make_channel, make_tokens
 from tests.processes import wait_until
 
@@ -34,7 +34,7 @@ def send(broker_url, notify, django_capture_on_commit_callbacks):
         [token] = make_tokens(1)
         make_channel(kind, **channel_fields)
         with django_capture_on_commit_callbacks(execute=True):
-            incident = incidents.open_incident(
+            incident = lifecycle.open_incident(
                 token, code="invalid_grant", message="Bitrix24 said so.", permanent=True
             )
         delivery = incident.deliveries.get(channel__kind=kind)
@@ -49,7 +49,7 @@ def send(broker_url, notify, django_capture_on_commit_callbacks):
 
 def check(delivery: Delivery, capture) -> str:
     """Run the status check now, as its task would when it is due."""
-    from notifications.status import process_check
+    from notifications.delivery.reports import process_check
 
     Delivery.objects.filter(pk=delivery.pk).update(next_check_at=timezone.now())
     with capture(execute=True):
@@ -145,7 +145,7 @@ def test_an_sms_the_carrier_could_not_deliver_is_sent_again_until_it_arrives(fak
     make_channel("twilio")
     fakes.twilio.fate_next("undelivered", polls=1, code=30003, message="Unreachable handset")
     workers.worker()
-    incident = incidents.open_incident(
+    incident = lifecycle.open_incident(
         token, code="invalid_grant", message="Bitrix24 said so.", permanent=True
     )
     delivery = incident.deliveries.get()

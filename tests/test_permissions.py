@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.urls import reverse
 
-from config.roles import OPERATORS, VIEWERS
+from core.roles import OPERATORS, VIEWERS
 from notifications.models import Channel
 from portals.models import Token, TokenStatus
 from tests.conftest import CLIENT_ID, CLIENT_SECRET

@@ -97,7 +97,7 @@ def test_https_turns_on_secure_cookies_hsts_the_redirect_and_the_proxy_header(tm
         "SECURE_HSTS_SECONDS": 365 * 24 * 3600,
         "SECURE_HSTS_INCLUDE_SUBDOMAINS": False,
         "SECURE_HSTS_PRELOAD": False,
-        "AXES_CLIENT_IP_CALLABLE": "config.client_ip.forwarded_client_ip",
+        "AXES_CLIENT_IP_CALLABLE": "core.client_ip.forwarded_client_ip",
         "TRUSTED_PROXY_COUNT": 1,
     }
 

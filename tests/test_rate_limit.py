@@ -9,7 +9,7 @@ import pytest
 from django.db import transaction
 from django.urls import reverse
 
-from portals import ratelimit
+from portals.bitrix import ratelimit
 from portals.models import Portal
 from tests.conftest import BROKER_URL, connect
 from tests.processes import ROOT, child_env

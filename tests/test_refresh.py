@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from portals.errors import PermanentOAuthError, TransientOAuthError
+from portals.bitrix.errors import PermanentOAuthError, TransientOAuthError
 from portals.models import Token, TokenStatus
 from portals.tokens import TokenUnavailable, get_access_token, refresh
 from tests.conftest import CLIENT_ID, connect

@@ -10,8 +10,8 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from notifications.models import Channel, Delivery, Incident
-from ops import retention
 from ops.beat import DAY, PRUNE_TASK
+from ops.observe import retention
 from ops.tasks import prune_history
 from portals.models import RefreshAttempt, Token
 from tests.notifications_helpers import make_channel, make_tokens

@@ -26,9 +26,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from portals import states
+from portals.bitrix.oauth import BitrixOAuthClient
+from portals.connect import states
 from portals.models import PendingPair
-from portals.oauth import BitrixOAuthClient
 from tests import admin_world
 from tests.admin_world import ROLES
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PORTAL

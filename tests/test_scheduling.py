@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from notifications.models import Incident
 from portals.models import Token, TokenStatus
-from portals.sweep import claim_due_tokens
+from portals.tokens.sweep import claim_due_tokens
 from tests.conftest import connect
 from tests.processes import child_pids, wait_until
 

@@ -17,8 +17,8 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from config.error_reports import SecretsExceptionReporterFilter
-from config.logging import RedactSecretsFilter
+from core.error_reports import SecretsExceptionReporterFilter
+from core.logging import RedactSecretsFilter
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PORTAL
 from tests.fakes import provider_twilio as tw
 

@@ -10,7 +10,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from encryption.crypto import DecryptionError
-from portals.errors import PermanentOAuthError, TransientOAuthError
+from portals.bitrix.errors import PermanentOAuthError, TransientOAuthError
 from portals.models import AppCredentials, Token
 from portals.tokens import TokenUnavailable, get_access_token, refresh
 from tests.conftest import CLIENT_SECRET, connect

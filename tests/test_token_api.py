@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from api import keys
 from api.models import ApiKey
-from config.logging import redact
-from portals import lifecycle
+from core.logging import redact
 from portals.models import Token, TokenStatus
+from portals.tokens import state
 from tests.conftest import PORTAL, connect
 
 pytestmark = pytest.mark.django_db
@@ -164,7 +164,7 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(client, token):
 
 
 def test_renaming_the_reference_keeps_the_key_working(client, token, key):
-    lifecycle.update_staff_fields(token.pk, reference="billing-token")
+    state.update_staff_fields(token.pk, reference="billing-token")
     assert get(client, "billing-token", key).json()["reference"] == "billing-token"
     assert_error(get(client, "token", key), 403, "forbidden")
 

@@ -12,11 +12,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from notifications.models import Incident
-from portals import lifecycle
-from portals.errors import PermanentOAuthError, TokenConfigurationError, TransientOAuthError
+from portals.bitrix.errors import PermanentOAuthError, TransientOAuthError
 from portals.models import AppCredentials, RefreshAttempt, Token, TokenStatus
-from portals.sweep import refresh_if_due
-from portals.tokens import get_access_token, refresh
+from portals.tokens import TokenConfigurationError, get_access_token, refresh, state
+from portals.tokens.sweep import refresh_if_due
 from tests.conftest import CLIENT_ID, connect, run_due
 
 pytestmark = pytest.mark.django_db
@@ -110,7 +109,7 @@ def test_the_token_form_offers_only_reference_owner_and_notes(admin_client, toke
 @pytest.mark.django_db(transaction=True)  # staff act from another thread, on committed rows
 def test_disable_during_a_refresh_stays_and_the_pair_is_still_stored(fake_bitrix):
     token = connect(fake_bitrix)
-    fake_bitrix.after_grant = lambda params: lifecycle.disable([token.pk])
+    fake_bitrix.after_grant = lambda params: state.disable([token.pk])
     refresh("token")
     token.refresh_from_db()
     assert token.status == TokenStatus.DISABLED
@@ -172,7 +171,7 @@ def test_the_sweep_claim_is_released_on_every_outcome(fake_bitrix, token, fields
 def test_enable_clears_the_sweep_claim_but_not_a_live_refresh(fake_bitrix, token):
     started = timezone.now()
     claimed(token, status=TokenStatus.DISABLED, refresh_started_at=started)
-    lifecycle.enable([token.pk])
+    state.enable([token.pk])
     token.refresh_from_db()
     assert token.claimed_until is None and token.refresh_started_at == started
 
@@ -230,7 +229,7 @@ def test_an_unknown_error_code_with_a_5xx_or_429_is_transient(fake_bitrix, token
 
 # --- an interrupted refresh is found within a lease, not when its schedule comes round ---------
 def test_the_sweep_claims_an_interrupted_refresh_at_once(fake_bitrix, token):
-    from portals.sweep import claim_due_tokens
+    from portals.tokens.sweep import claim_due_tokens
 
     long_ago = timezone.now() - timedelta(minutes=5)
     Token.objects.filter(pk=token.pk).update(

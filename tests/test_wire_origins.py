@@ -15,11 +15,12 @@ import requests
 from django.core.checks import run_checks
 from requests.adapters import HTTPAdapter
 
-from portals import authservers
-from portals.errors import ConfigurationError
+from portals.bitrix import authservers
+from portals.bitrix.errors import ConfigurationError
+from portals.bitrix.oauth import BitrixOAuthClient
+from portals.bitrix.transport import RestError
 from portals.models import Portal, Token
-from portals.oauth import BitrixOAuthClient
-from portals.restwire import RestError, endpoint
+from portals.rest import credential_of
 
 ALLOWED = ["https://oauth.bitrix.info", "https://oauth.bitrix24.tech", "http://127.0.0.1:8081"]
 GOOD_HOSTS = ["oauth.bitrix.info", "oauth.bitrix24.tech", "127.0.0.1:8081"]
@@ -227,7 +228,7 @@ def test_every_accepted_rest_endpoint_is_where_requests_would_go(settings):
     accepted = 0
     for url in hostile_urls(seed=15, combined=2500):
         try:
-            root = endpoint(Token(client_endpoint=url, portal=portal))
+            root = credential_of(Token(client_endpoint=url, portal=portal)).root
         except RestError as err:
             assert err.code == "invalid_endpoint" and err.permanent
             assert "\n" not in str(err) and "\x00" not in str(err)
@@ -244,5 +245,5 @@ def test_a_hostile_client_endpoint_is_an_invalid_endpoint(settings, url):
     settings.BITRIX_ALLOW_HTTP = True
     token = Token(client_endpoint=url, portal=Portal(domain="acme.bitrix24.com"))
     with pytest.raises(RestError) as raised:
-        endpoint(token)
+        credential_of(token)
     assert raised.value.code == "invalid_endpoint"

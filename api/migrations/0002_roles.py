@@ -3,7 +3,7 @@ them (api.manage_apikey) is given to people one by one."""
 
 from django.db import migrations
 
-from config.roles import ensure_groups
+from core.roles import ensure_groups
 
 
 def add_view_permission(apps, schema_editor):

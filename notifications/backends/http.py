@@ -1,13 +1,13 @@
-"""The one HTTP session of the notification backends, and how a failed request reads."""
+"""The notification backends' HTTP session (core.http), and how a failed request reads."""
 
 import math
-import os
 import re
-import threading
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import requests
+
+from core import http
 
 # (exception, code, what happened). Order matters: ConnectTimeout is also a ConnectionError.
 TRANSPORT_FAILURES: tuple[tuple[type[requests.RequestException], str, str], ...] = (
@@ -33,22 +33,12 @@ BAD_URL = (
     requests.exceptions.InvalidURL,
 )
 
-_session_lock = threading.Lock()
-_session: requests.Session | None = None
-_session_pid = 0
-
 
 def http_session() -> requests.Session:
-    """The one pooled session of this process. Made anew after a fork (Celery's prefork pool),
-    so two processes never share a socket. It never retries by itself: a retry after the
-    request reached the provider can deliver twice, so retries are the caller's decision."""
-    global _session, _session_pid
-    with _session_lock:
-        if _session is None or _session_pid != os.getpid():
-            _session = requests.Session()
-            _session.headers["User-Agent"] = "b24keeper-notifications"
-            _session_pid = os.getpid()
-        return _session
+    """The notification backends' pooled session (core.http: made anew after a fork). It never
+    retries by itself: a retry after the request reached the provider can deliver twice, so
+    retries are the caller's decision."""
+    return http.session("notifications", user_agent="b24keeper-notifications")
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -2,7 +2,7 @@
 
 from django.db import migrations
 
-from config.roles import ensure_groups
+from core.roles import ensure_groups
 
 
 def create_groups(apps, schema_editor):
@@ -10,7 +10,7 @@ def create_groups(apps, schema_editor):
 
 
 def remove_groups(apps, schema_editor):
-    from config.roles import OPERATORS, VIEWERS
+    from core.roles import OPERATORS, VIEWERS
 
     apps.get_model("auth", "Group").objects.filter(name__in=[VIEWERS, OPERATORS]).delete()
 

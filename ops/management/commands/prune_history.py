@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from ops import retention
+from ops.observe import retention
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.views.decorators.debug import sensitive_variables
 
-from portals.connect import ConnectError, ConnectInput, connect_portal
+from portals.connect.grants import ConnectError, ConnectInput, connect_portal
 
 
 class Command(BaseCommand):

@@ -11,7 +11,7 @@ Exits non-zero, saying why, when the old key cannot go yet.
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from encryption import rotation
-from portals import journal
+from portals.tokens import journal
 
 
 class Command(BaseCommand):

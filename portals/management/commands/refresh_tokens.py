@@ -3,10 +3,9 @@ that is due. Exits non-zero when any refresh failed."""
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from portals import sweep
-from portals.errors import OAuthError, TokenError
+from portals.bitrix.errors import OAuthError
 from portals.models import Token
-from portals.tokens import refresh
+from portals.tokens import TokenError, refresh, sweep
 
 
 class Command(BaseCommand):

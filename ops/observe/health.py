@@ -1,0 +1,219 @@
+"""GET /health/: is the service working, and if not, which part is not?
+
+Five checks, each in its own thread with a deadline, so the endpoint answers within
+HEALTH_CHECK_TIMEOUT (+ a little) even when a dependency hangs instead of refusing:
+
+- database: a query answers;
+- broker: a connection to CELERY_BROKER_URL opens and answers;
+- beat: the refresh sweep last *started* within three of its intervals. Beat enqueues it and
+  a worker runs it, so when this fails, `workers` tells which of the two is down;
+- workers: a worker finished a task within a minute, or answers a ping;
+- encryption: one stored secret of each table decrypts with ENCRYPTION_KEYS;
+- alerts: every open incident is covered by an enabled notification channel.
+
+A check that hangs is not started again while it still runs: the next request waits on the
+same attempt, so a dead dependency costs one stuck thread, not one per probe.
+
+Status: *down* (HTTP 503) when the database or the encryption check fails: this service can
+then serve no token. *degraded* (HTTP 200) when only the broker, beat or workers fail: stored
+tokens still work (for up to an hour) but nothing refreshes, or an alert reaches nobody.
+*ok* (HTTP 200) otherwise.
+"""
+
+import contextlib
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, connections
+from django.utils import timezone
+from kombu import Connection
+from kombu.utils.url import maybe_sanitize_url
+
+from encryption import probe
+from ops.record import heartbeat
+from portals.beat import SWEEP_TASK
+
+CRITICAL = ("database", "encryption")
+WORKER_RECENT = timedelta(minutes=1)
+_CREDENTIALS = re.compile(r"://[^/@\s]+@")
+
+
+class CheckFailed(Exception):
+    """The check ran and found a problem; its text says which."""
+
+
+@dataclass(frozen=True)
+class Result:
+    ok: bool
+    detail: str
+    seconds: float
+
+
+def check_database() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+    return "a query answered"
+
+
+def check_broker() -> str:
+    from config.celery import app
+
+    with _broker_connection():
+        return f"connected to {maybe_sanitize_url(app.conf.broker_url)}"
+
+
+@contextlib.contextmanager
+def _broker_connection() -> Iterator[Connection]:
+    """A connection to the broker that has answered, opened without Celery's retries."""
+    from config.celery import app
+
+    timeout = settings.HEALTH_CHECK_TIMEOUT
+    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    with app.connection_for_write(connect_timeout=timeout, transport_options=options) as conn:
+        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+        client: Any = getattr(conn.default_channel, "client", None)
+        if client is not None and hasattr(client, "ping"):  # Redis connects lazily: ask it
+            client.ping()
+        yield conn
+
+
+def check_beat() -> str:
+    interval = _sweep_interval()
+    started = heartbeat.last(heartbeat.SWEEP)
+    if started is None:
+        raise CheckFailed("the sweep never started: is beat running, and a worker (see workers)?")
+    age = (timezone.now() - started).total_seconds()
+    if age > 3 * interval:
+        raise CheckFailed(
+            f"the sweep last started {age:.0f} s ago but should start every {interval:.0f} s: "
+            "beat is down, or no worker takes tasks (see workers)"
+        )
+    return f"the sweep started {age:.0f} s ago (every {interval:.0f} s)"
+
+
+def _sweep_interval() -> float:
+    from django_celery_beat.models import PeriodicTask
+
+    task = PeriodicTask.objects.select_related("interval").filter(task=SWEEP_TASK).first()
+    if task is None or not task.enabled:
+        raise CheckFailed(
+            "the sweep's periodic task is missing or disabled (admin: Periodic tasks)"
+        )
+    if task.interval is None:
+        return float(settings.SWEEP_INTERVAL_SECONDS)
+    return task.interval.schedule.run_every.total_seconds()
+
+
+def check_workers() -> str:
+    recent = {
+        name: (timezone.now() - at).total_seconds()
+        for name, at in heartbeat.workers().items()
+        if timezone.now() - at < WORKER_RECENT
+    }
+    if recent:
+        return "finished a task within a minute: " + ", ".join(
+            f"{name} ({age:.0f} s ago)" for name, age in sorted(recent.items())
+        )
+    from config.celery import app
+
+    with _broker_connection() as conn:
+        # The first answer is enough: do not wait out the timeout for the others.
+        timeout = settings.HEALTH_CHECK_TIMEOUT * 0.5
+        replies = app.control.ping(timeout=timeout, limit=1, connection=conn)
+    if not replies:
+        raise CheckFailed("no worker finished a task within a minute or answered a ping")
+    return "answered a ping: " + ", ".join(sorted(name for reply in replies for name in reply))
+
+
+def check_encryption() -> str:
+    connection.ensure_connection()  # unreadable_tables() skips an unreachable database
+    if unreadable := probe.unreadable_tables():
+        raise CheckFailed(
+            f"stored secrets of {', '.join(unreadable)} do not decrypt with ENCRYPTION_KEYS: "
+            "put back the key they were written with"
+        )
+    return "a stored secret of each table decrypts"
+
+
+def check_alerts() -> str:
+    from notifications.incidents.coverage import uncovered_incidents
+
+    if count := uncovered_incidents().count():
+        raise CheckFailed(f"{count} open incident(s) reach nobody: no enabled channel covers them")
+    return "every open incident reaches an enabled channel"
+
+
+CHECKS: dict[str, Callable[[], str]] = {
+    "database": check_database,
+    "broker": check_broker,
+    "beat": check_beat,
+    "workers": check_workers,
+    "encryption": check_encryption,
+    # Beyond the five of the contract: an alert that reaches nobody (issue: every alert
+    # reaches a person) shows where on-call looks.
+    "alerts": check_alerts,
+}
+
+
+class _Run:
+    """One check running in its own thread."""
+
+    def __init__(self, check: Callable[[], str]) -> None:
+        self.started = time.monotonic()
+        self.done = threading.Event()
+        self.result: Result | None = None
+        self.thread = threading.Thread(target=self._run, args=(check,), daemon=True)
+        self.thread.start()
+
+    def _run(self, check: Callable[[], str]) -> None:
+        try:
+            ok, detail = True, check()
+        except CheckFailed as failure:
+            ok, detail = False, str(failure)
+        except Exception as err:  # any error of a dependency is what this check reports
+            ok, detail = False, f"{type(err).__name__}: {_CREDENTIALS.sub('://***@', str(err))}"
+        finally:
+            connections.close_all()  # this thread's own database connection
+        self.result = Result(ok, detail[:500], round(time.monotonic() - self.started, 3))
+        self.done.set()
+
+
+_runs: dict[str, _Run] = {}
+_lock = threading.Lock()
+
+
+def _start(name: str) -> _Run:
+    with _lock:
+        run = _runs.get(name)
+        if run is None or run.done.is_set():
+            run = _runs[name] = _Run(CHECKS[name])
+        return run
+
+
+def run_checks(timeout: float | None = None) -> dict[str, Result]:
+    """Every check's result, within `timeout` seconds (HEALTH_CHECK_TIMEOUT) in all."""
+    timeout = timeout or settings.HEALTH_CHECK_TIMEOUT
+    deadline = time.monotonic() + timeout
+    runs = {name: _start(name) for name in CHECKS}
+    results = {}
+    for name, run in runs.items():
+        if run.done.wait(max(0.0, deadline - time.monotonic())) and run.result is not None:
+            results[name] = run.result
+        else:
+            waited = time.monotonic() - run.started
+            detail = f"no answer within {timeout:g} s (waiting for {waited:.1f} s)"
+            results[name] = Result(False, detail, round(waited, 3))
+    return results
+
+
+def overall(results: dict[str, Result]) -> str:
+    if any(not results[name].ok for name in CRITICAL):
+        return "down"
+    return "ok" if all(result.ok for result in results.values()) else "degraded"

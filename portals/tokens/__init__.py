@@ -1,0 +1,40 @@
+"""Tokens: keeping each portal's OAuth pair alive, and handing out valid access tokens.
+
+The public API (README "Getting a token from code"; other code imports only these):
+
+    from portals.tokens import get_access_token, get_token, refresh
+    get_access_token(reference, min_ttl=300) -> str
+    get_token(reference, min_ttl=300) -> Token
+    refresh(reference) -> Token
+    # and the errors they raise: TokenError, TokenNotFound, TokenUnavailable,
+    # TokenConfigurationError, RefreshBusy, PairNotStored (besides OAuthError)
+
+The room: access.py (the single-flight refresh flow), state.py (the ONLY writer of a token's
+state), pairs.py (journal first, then the fenced store), journal.py, load.py, history.py (the
+audit log), schedule.py, sweep.py and tasks.py (Celery, on top), signals.py (what happened, for
+notifications), startup.py (journal replay when a process starts). Who may call: connect, the
+REST client, the admin, api, commands and tasks; tokens never import connect or admin.
+"""
+
+from portals.tokens.access import get_access_token, get_token, refresh, refresh_token
+from portals.tokens.errors import (
+    PairNotStored,
+    RefreshBusy,
+    TokenConfigurationError,
+    TokenError,
+    TokenNotFound,
+    TokenUnavailable,
+)
+
+__all__ = [
+    "PairNotStored",
+    "RefreshBusy",
+    "TokenConfigurationError",
+    "TokenError",
+    "TokenNotFound",
+    "TokenUnavailable",
+    "get_access_token",
+    "get_token",
+    "refresh",
+    "refresh_token",
+]

@@ -1,0 +1,128 @@
+"""Storing a pair Bitrix24 has issued, so that it is never lost (docs/bitrix24-protocol.md
+§3.3): first the local journal (portals.tokens.journal), then the database through the one
+fenced statement (portals.tokens.state.store_pair), retried on a fresh connection through an
+outage of up to TOKEN_STORE_RETRY seconds while the refresh claim is kept alive; and replaying
+what a journal still holds, at process start and before this machine refreshes a token."""
+
+import contextlib
+import logging
+import time
+from datetime import datetime
+
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from encryption.crypto import DecryptionError
+from portals.bitrix.oauth import TokenGrant
+from portals.models import RefreshAttempt, Token, TokenStatus
+from portals.tokens import journal, state
+from portals.tokens.errors import PairNotStored
+from portals.tokens.history import record_attempt
+from portals.tokens.load import load
+
+log = logging.getLogger(__name__)
+Outcome = RefreshAttempt.Outcome
+# Connection-level failures: a fresh connection may succeed. Data errors are not retried.
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
+
+
+@sensitive_variables()
+def store_refreshed(
+    token: Token, grant: TokenGrant, kind: str, started: datetime, duration_ms: int
+) -> Token:
+    """Store the pair Bitrix24 just issued for `token` (claimed at `token.version`)."""
+    entry = _journal(token, grant)
+    applied, retries = _store_durably(token, grant)
+    if not applied and entry is not None and not entry.exists():
+        applied = True  # a replay on this machine stored our entry meanwhile
+    if entry is not None:
+        entry.remove()
+    if not applied:
+        log.warning("token %s: a newer pair was stored meanwhile; this one is dropped", token)
+        record_attempt(token, kind, Outcome.ROTATED_ELSEWHERE, started, duration_ms)
+        return load(pk=token.pk)
+    was_failing = token.status != TokenStatus.ACTIVE or token.failure_count > 0
+    token = state.finish_success(token.pk, grant, recovered=was_failing)
+    record_attempt(token, kind, Outcome.SUCCESS, started, duration_ms, store_retries=retries)
+    return token
+
+
+@sensitive_variables()
+def _journal(token: Token, grant: TokenGrant) -> journal.Entry | None:
+    try:
+        return journal.write(token.pk, token.version, grant)
+    except OSError as err:
+        # A full or read-only disk must not cost the pair: go on and store it directly.
+        log.error("token %s: could not write the local journal (%s)", token, err.strerror)
+        return None
+
+
+@sensitive_variables()
+def _store_durably(token: Token, grant: TokenGrant) -> tuple[bool, int]:
+    """state.store_pair, retried on a fresh connection with backoff for up to TOKEN_STORE_RETRY
+    seconds; returns (applied, retries). PairNotStored when the database stays away."""
+    deadline = time.monotonic() + settings.TOKEN_STORE_RETRY
+    delay, retries = 0.2, 0
+    while True:
+        try:
+            return state.store_pair(token.pk, token.version, grant), retries
+        except CONNECTION_ERRORS as err:
+            retries += 1
+            if time.monotonic() + delay > deadline:
+                log.error("token %s: new pair not stored after %d tries; it stays in the journal",
+                          token, retries)  # fmt: skip
+                raise PairNotStored(
+                    f"The database was unreachable while storing token “{token}”'s new pair; "
+                    "it is kept in the local journal and stored once the database is back."
+                ) from None
+            log.warning("token %s: storing the new pair failed (%s); retry %d in %.1f s",
+                        token, type(err).__name__, retries, delay)  # fmt: skip
+        _reconnect()
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
+        try:
+            state.keep_claim_alive(token)
+        except CONNECTION_ERRORS:
+            _reconnect()
+
+
+def _reconnect() -> None:
+    with contextlib.suppress(*CONNECTION_ERRORS):
+        connection.close()
+
+
+# --- The local journal ----------------------------------------------------------------------
+@sensitive_variables()
+def replay_journal(token_id: int | None = None) -> int:
+    """Store pairs left in this machine's journal (all, or `token_id`'s); returns how many were
+    restored. Called at process start and before this machine refreshes a token."""
+    restored = 0
+    for entry in journal.entries(token_id):
+        try:
+            grant = entry.read()
+        except FileNotFoundError:
+            continue  # another process replayed it
+        except DecryptionError:
+            log.error("journal: %s cannot be decrypted with ENCRYPTION_KEYS", entry.path.name)
+            continue
+        if restore_pair(entry.token_id, entry.from_version, grant):
+            restored += 1
+        entry.remove()
+    return restored
+
+
+@sensitive_variables()
+def restore_pair(token_id: int, from_version: int, grant: TokenGrant) -> bool:
+    """Apply a journal entry if the token is still at `from_version`: the pair is then the
+    newest Bitrix issued, even if another machine marked the token *needs re-authorization*
+    meanwhile by trying the refresh token it replaced."""
+    now = timezone.now()
+    if not state.store_pair(token_id, from_version, grant):
+        log.info("journal: token %s moved on since; the older pair is discarded", token_id)
+        return False
+    token = state.finish_success(token_id, grant, recovered=True)
+    record_attempt(token, RefreshAttempt.Kind.SCHEDULED, Outcome.RESTORED, now, 0)
+    log.warning("token %s: restored a pair from the local journal", token)
+    return True

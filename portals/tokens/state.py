@@ -1,0 +1,333 @@
+"""The only writer of a token's state. Every statement that changes a Token row's pair,
+version, status, schedule, claims, endpoints, counters or event bindings is in this module;
+what happened is announced through portals.tokens.signals (notifications listens). Staff fields
+(reference, owner, notes) are written here too, by `update_staff_fields`, and nothing else.
+
+Callers: the refresh flow (portals.tokens.access, .pairs, .load, .sweep), connecting
+(portals.connect), the REST client's verified portal move (portals.rest), the admin and the
+commands. They decide; this module writes.
+
+Two rules keep a rotated pair from ever being lost or undone:
+- The pair is written first, in one UPDATE that depends on nothing but the answer, fenced by
+  `version` (the one the refresh started from) and bumping it (`store_pair`). Everything else
+  (schedule, endpoints, failure counters) is computed and written after (`finish_success`).
+- Staff changes (disable, enable, reference, owner, notes) never bump `version`, so they never
+  make an in-flight pair look stale, and the pair's UPDATE sets *active* only if the status is
+  still one a new pair should undo.
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from portals import addresses
+from portals.bitrix import authservers
+from portals.bitrix.errors import ConfigurationError, OAuthError
+from portals.bitrix.oauth import TokenGrant
+from portals.models import (
+    REACTIVATED_BY_A_NEW_PAIR,
+    SCHEDULED_STATUSES,
+    Portal,
+    RefreshAttempt,
+    Token,
+    TokenStatus,
+)
+from portals.tokens import schedule, signals
+from portals.tokens.history import record_attempt
+
+log = logging.getLogger(__name__)
+Outcome = RefreshAttempt.Outcome
+# Encrypted columns a caller that only changes state need not read (nor decrypt).
+SECRETS = ("access_token", "refresh_token", "app__client_secret")
+STAFF_FIELDS = frozenset({"reference", "owner", "owner_id", "notes"})
+
+
+# --- A refresh: the claim, the pair, what follows -------------------------------------------
+def claim_refresh(token: Token) -> bool:
+    """Compare-and-set the refresh stamp: exactly one caller wins (a live stamp, or a version
+    that moved, makes the UPDATE touch nothing)."""
+    claimable = Token.objects.filter(pk=token.pk, version=token.version)
+    if token.refresh_started_at is None:
+        claimable = claimable.filter(refresh_started_at__isnull=True)
+    else:
+        claimable = claimable.filter(refresh_started_at=token.refresh_started_at)
+    started = timezone.now()
+    if claimable.update(refresh_started_at=started) != 1:
+        return False
+    token.refresh_started_at = started
+    return True
+
+
+@sensitive_variables()
+def store_pair(token_id: int, from_version: int, grant: TokenGrant) -> bool:
+    """THE statement: the pair, fenced by version, depending on nothing but the answer."""
+    reactivate = When(status__in=REACTIVATED_BY_A_NEW_PAIR, then=Value(TokenStatus.ACTIVE))
+    updated = Token.objects.filter(pk=token_id, version=from_version).update(
+        access_token=grant.access_token,
+        refresh_token=grant.refresh_token,
+        expires_at=grant.expires_at,
+        version=F("version") + 1,
+        status=Case(reactivate, default=F("status")),
+        refresh_started_at=None,
+        last_refreshed_at=timezone.now(),
+    )
+    return updated == 1
+
+
+def keep_claim_alive(token: Token) -> None:
+    """While a pair waits to be stored, renew the refresh claim, so that no other process
+    presumes the refresh dead and tries the refresh token Bitrix has already replaced."""
+    Token.objects.filter(pk=token.pk, version=token.version).exclude(
+        refresh_started_at=None
+    ).update(refresh_started_at=timezone.now())
+
+
+@sensitive_variables()
+def finish_success(token_id: int, grant: TokenGrant, *, recovered: bool) -> Token:
+    """Everything after the pair: endpoints, counters, the next refresh time; with `recovered`
+    (the token was failing), announced as a recovery."""
+    token = Token.objects.select_related("portal", "app").defer(*SECRETS).get(pk=token_id)
+    now = timezone.now()
+    changes = {
+        "client_endpoint": grant.client_endpoint or token.client_endpoint,
+        "user_id": grant.user_id or token.user_id,
+        "failure_count": 0,
+        "last_error_code": "",
+        "last_error": "",
+        "failing_since": None,
+        "claimed_until": None,
+        "next_refresh_at": schedule.next_refresh_after_success(token.app, grant.expires_at, now),
+    }
+    if authservers.is_allowed(grant.server_endpoint):
+        changes["server_endpoint"] = grant.server_endpoint
+    elif grant.server_endpoint:
+        log.warning("token %s: ignoring a server_endpoint outside BITRIX_AUTH_SERVERS", token)
+    Token.objects.filter(pk=token_id, version=token.version).update(**changes)
+    for name, value in changes.items():
+        setattr(token, name, value)
+    if recovered:
+        signals.token_recovered.send(sender=Token, token=token)
+    return token
+
+
+def record_failure(
+    token: Token,
+    kind: str,
+    error: OAuthError | ConfigurationError,
+    started: datetime,
+    duration_ms: int,
+    *,
+    status: str = TokenStatus.REFRESH_FAILING,
+    next_refresh_at: datetime | None = None,
+) -> None:
+    """A refresh failed: the stored pair stays exactly as it was; the claim is released."""
+    if isinstance(error, ConfigurationError):
+        status = TokenStatus.CONFIG_ERROR
+        next_refresh_at = schedule.next_attempt_after_failure(token.failure_count + 1, started)
+    now = timezone.now()
+    message = error.message()[:2000]
+    Token.objects.filter(pk=token.pk, version=token.version).update(
+        status=status,
+        refresh_started_at=None,
+        claimed_until=None,
+        failure_count=F("failure_count") + 1,
+        last_error_code=error.code[:100],
+        last_error=message,
+        failing_since=Coalesce(F("failing_since"), now),
+        last_failure_at=now,
+        next_refresh_at=next_refresh_at,
+    )
+    token.status, token.failure_count = status, token.failure_count + 1
+    token.failing_since, token.last_failure_at = token.failing_since or now, now
+    token.last_error_code, token.last_error = error.code[:100], message
+    token.next_refresh_at, token.refresh_started_at = next_refresh_at, None
+    outcome = Outcome.CONFIG_ERROR if isinstance(error, ConfigurationError) else None
+    if outcome is None:
+        outcome = Outcome.PERMANENT_ERROR if error.permanent else Outcome.TRANSIENT_ERROR
+    record_attempt(token, kind, outcome, started, duration_ms, error)
+    signals.token_failed.send(
+        sender=Token, token=token, error=error, next_attempt_at=next_refresh_at
+    )
+
+
+def record_unreadable(token: Token, error: ConfigurationError) -> None:
+    """A stored secret cannot be decrypted: a configuration error, said once; while it lasts,
+    only the next retry is pushed back, quietly."""
+    if token.status != TokenStatus.CONFIG_ERROR:
+        record_failure(token, RefreshAttempt.Kind.SCHEDULED, error, timezone.now(), 0)
+        return
+    retry_at = schedule.next_attempt_after_failure(token.failure_count, timezone.now())
+    Token.objects.filter(pk=token.pk).update(next_refresh_at=retry_at, claimed_until=None)
+
+
+# --- The sweep's claims -----------------------------------------------------------------------
+def claim_due(now: datetime, limit: int) -> list[int]:
+    """Claim up to `limit` due tokens for the sweep, most overdue first; their ids."""
+    # The claim outlives the task's expiry, so a task lost with a broker is retried by a later
+    # sweep, never while it may still run.
+    claimed_until = now + timedelta(seconds=settings.REFRESH_TASK_EXPIRES + 60)
+    with transaction.atomic():
+        # Two queries, each on its own partial index: interrupted refreshes (a handful) first,
+        # then the schedule, most overdue first.
+        ids = _lock(Token.objects.interrupted(now), limit)
+        ids += _lock(Token.objects.scheduled(now).exclude(pk__in=ids), limit - len(ids))
+        if ids:
+            Token.objects.filter(pk__in=ids).update(claimed_until=claimed_until)
+    return ids
+
+
+def _lock(tokens: "QuerySet[Token]", limit: int) -> list[int]:
+    if limit <= 0:
+        return []
+    rows = tokens.order_by("next_refresh_at").select_for_update(skip_locked=True)
+    return list(rows.values_list("pk", flat=True)[:limit])
+
+
+def release_sweep_claim(token_id: int) -> None:
+    """The sweep's claim (`claimed_until`) ends with its task, whatever the task found."""
+    Token.objects.filter(pk=token_id).exclude(claimed_until=None).update(claimed_until=None)
+
+
+def claim_uninstall_check(token_id: int, every: timedelta) -> bool:
+    """Make the token due now, so one refresh tells whether its app is still installed; at
+    most once per `every` (a conditional UPDATE: of two callers at once, one wins)."""
+    now = timezone.now()
+    claimed = (
+        Token.objects.filter(pk=token_id, status__in=SCHEDULED_STATUSES)
+        .filter(Q(uninstall_checked_at=None) | Q(uninstall_checked_at__lt=now - every))
+        .update(uninstall_checked_at=now, next_refresh_at=now)
+    )
+    return claimed == 1
+
+
+# --- Connecting -----------------------------------------------------------------------------
+@sensitive_variables()
+def store_connection(
+    token: Token,
+    grant: TokenGrant,
+    *,
+    scope: str,
+    started: datetime,
+    duration_ms: int,
+    application_token: str | None = None,
+    kind: str = RefreshAttempt.Kind.CODE_EXCHANGE,
+) -> Token:
+    """Store the pair of a code exchange (or of an install event, `kind` EVENT) on `token`
+    (new, or re-connected). A new pair starts a new chain: `version` moves on, so a refresh
+    still in flight on the old chain drops its pair. Runs inside the connect transaction, with
+    `token`'s row locked (select_for_update)."""
+    now = timezone.now()
+    if application_token:
+        token.application_token = application_token
+    token.access_token, token.refresh_token = grant.access_token, grant.refresh_token
+    token.expires_at, token.scope = grant.expires_at, scope
+    token.server_endpoint, token.client_endpoint = grant.server_endpoint, grant.client_endpoint
+    token.user_id, token.status = grant.user_id, TokenStatus.ACTIVE
+    token.version, token.last_refreshed_at = token.version + 1, now
+    token.failure_count, token.last_error_code, token.last_error = 0, "", ""
+    token.failing_since = token.refresh_started_at = token.claimed_until = None
+    token.next_refresh_at = schedule.next_refresh_after_success(token.app, grant.expires_at, now)
+    token.save()
+    record_attempt(token, kind, Outcome.SUCCESS, started, duration_ms)
+    signals.token_recovered.send(sender=Token, token=token)
+    return token
+
+
+def record_scope(token_id: int, scope: str) -> None:
+    """The scope Bitrix24 says the token has (app.info after a connect, §7)."""
+    Token.objects.filter(pk=token_id).update(scope=scope[:500])
+
+
+def record_binding(token_id: int, error: str = "") -> None:
+    """Whether the uninstall and update handlers are bound (portals.connect.eventbind): bound
+    now when `error` is empty, else why not."""
+    if error:
+        Token.objects.filter(pk=token_id).update(events_bind_error=error)
+    else:
+        now = timezone.now()
+        Token.objects.filter(pk=token_id).update(events_bound_at=now, events_bind_error="")
+
+
+def mark_uninstalled(token: Token, error: OAuthError, *, clean: bool) -> None:
+    """The app was removed from the portal (ONAPPUNINSTALL): every stored token is dead. One
+    permanent failure is recorded (one incident, one alert); with `clean` the secrets go too,
+    and `version` moves on so a refresh in flight cannot store a pair afterwards."""
+    if token.status == TokenStatus.UNINSTALLED and token.failure_count:
+        log.info("token %s: already marked uninstalled", token)
+    else:
+        kind, now = RefreshAttempt.Kind.EVENT, timezone.now()
+        record_failure(token, kind, error, now, 0, status=TokenStatus.UNINSTALLED)
+    if clean:
+        Token.objects.filter(pk=token.pk).update(
+            access_token="",
+            refresh_token="",
+            application_token="",
+            expires_at=None,
+            version=F("version") + 1,
+            updated_at=timezone.now(),
+        )
+
+
+# --- Staff ------------------------------------------------------------------------------------
+def disable(token_ids: list[int]) -> int:
+    """Stop refreshing. The pair stays; a refresh in flight still stores its pair but leaves
+    the token disabled (no version bump here, see the module docstring)."""
+    tokens = list(Token.objects.filter(pk__in=token_ids).defer(*SECRETS))
+    count = Token.objects.filter(pk__in=token_ids).update(
+        status=TokenStatus.DISABLED, next_refresh_at=None, claimed_until=None
+    )
+    for token in tokens:
+        signals.token_disabled.send(sender=Token, token=token)
+    return count
+
+
+def enable(token_ids: list[int]) -> int:
+    """Refresh on schedule again, starting now, and close the token's incident. Tokens never
+    connected (no refresh token) stay as they are. A live refresh claim is left alone."""
+    enabled = Token.objects.filter(pk__in=token_ids).exclude(status=TokenStatus.AWAITING_CODE)
+    tokens = list(enabled.select_related("portal").defer(*SECRETS))
+    count = enabled.update(
+        status=TokenStatus.ACTIVE,
+        next_refresh_at=timezone.now(),
+        claimed_until=None,
+        failure_count=0,
+        failing_since=None,
+        last_error_code="",
+        last_error="",
+    )
+    for token in tokens:
+        signals.token_recovered.send(sender=Token, token=token)
+    return count
+
+
+def update_staff_fields(token_id: int, **fields: object) -> None:
+    """What staff own on a token: its reference, owner and notes; nothing else."""
+    if unknown := set(fields) - STAFF_FIELDS:
+        raise ValueError(f"Staff may not change {', '.join(sorted(unknown))} on a token.")
+    Token.objects.filter(pk=token_id).update(**fields, updated_at=timezone.now())
+
+
+# --- A renamed portal -------------------------------------------------------------------------
+def move_portal(
+    member_id: str, domain: str, client_endpoint: str, move_aside: int | None
+) -> Portal:
+    """Bitrix24 confirmed that the portal `member_id` now lives at `domain` (it was renamed;
+    docs/bitrix24-protocol.md §4.3): store the new address on the portal and the new REST root
+    on its tokens. Neither is a pair change, so `version` stays. `move_aside`: the dead portal
+    row that holds the address (portals.addresses.free_for decided it, before)."""
+    with transaction.atomic():
+        portal = Portal.objects.select_for_update().get(member_id=member_id)
+        if move_aside is not None:
+            addresses.move_aside(move_aside, domain, member_id)
+        old, portal.domain = portal.domain, domain
+        Portal.objects.filter(pk=portal.pk).update(domain=domain, updated_at=timezone.now())
+        Token.objects.filter(portal_id=portal.pk).update(client_endpoint=client_endpoint)
+    if old != domain:
+        log.warning("portal %r was renamed to %r", old, domain)
+    return portal
