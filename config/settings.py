@@ -77,6 +77,7 @@ AUTHENTICATION_BACKENDS = [
 
 INSTALLED_APPS = [
     "core.apps.AdminConfig",  # django.contrib.admin; see core/apps.py
+    "core.apps.CoreConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

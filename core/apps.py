@@ -1,7 +1,19 @@
-"""The admin app, with our pages in place of third-party ones (config.admin_thirdparty)."""
+"""The app configs of core: CoreConfig (registers the web edge's system checks), and the admin
+app with our pages in place of third-party ones (core.thirdparty_admin)."""
 
+from django.apps import AppConfig
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig as DjangoAdminConfig
+
+
+class CoreConfig(AppConfig):
+    name = "core"
+    verbose_name = "b24keeper core"
+
+    def ready(self) -> None:
+        from core import checks
+
+        checks.register_checks()
 
 
 class AdminConfig(DjangoAdminConfig):

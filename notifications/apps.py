@@ -7,8 +7,10 @@ class NotificationsConfig(AppConfig):
     verbose_name = _("Escalations and notifications")
 
     def ready(self) -> None:
+        from notifications import checks
         from notifications.delivery import dispatch
         from notifications.incidents import escalation
 
+        checks.register_checks()
         dispatch.connect_receivers()
         escalation.connect_receivers()

@@ -7,4 +7,6 @@ class PortalsConfig(AppConfig):
     verbose_name = _("Bitrix24 portals and tokens")
 
     def ready(self) -> None:
-        from config import checks  # noqa: F401  (registers the system checks)
+        from portals import checks
+
+        checks.register_checks()

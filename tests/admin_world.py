@@ -1,6 +1,7 @@
 """One row of every model the admin shows, the four staff roles, and a snapshot of every admin
-table: what the admin permission tests (tests/test_admin_actions.py, tests/test_role_matrix.py)
-walk through. A model registered later without a row here fails `build` by name."""
+table: what the admin permission tests (tests/roles/test_admin_actions.py,
+tests/roles/test_role_matrix.py) walk through. A model registered later without a row here
+fails `build` by name."""
 
 from datetime import timedelta
 

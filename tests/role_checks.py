@@ -1,4 +1,4 @@
-"""How tests/test_role_matrix.py asks one URL and judges the answer for one role.
+"""How tests/roles/test_role_matrix.py asks one URL and judges the answer for one role.
 
 Each request runs inside a transaction that is rolled back afterwards, so an allowed POST (a
 delete, a refresh) leaves the world as it was for the next one; before the rollback the admin

@@ -17,7 +17,7 @@ os.environ.setdefault(
 os.environ.setdefault("BITRIX_ALLOW_HTTP", "true")
 # Binding the uninstall handler calls the portal's REST API after every connect, and most tests'
 # portals have real-looking addresses (acme.bitrix24.com) that must never be called. The tests of
-# the binding turn it on, for portals the fake serves (tests/test_event_binding.py).
+# the binding turn it on, for portals the fake serves (tests/portals/connect/test_eventbind.py).
 os.environ.setdefault("BITRIX_BIND_EVENTS", "false")
 os.environ.setdefault("DEBUG", "false")
 

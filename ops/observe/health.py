@@ -29,13 +29,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection, connections
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 from kombu import Connection
 from kombu.utils.url import maybe_sanitize_url
 
 from encryption import probe
+from notifications.incidents.coverage import uncovered_incidents
 from ops.record import heartbeat
 from portals.beat import SWEEP_TASK
 
@@ -63,20 +66,18 @@ def check_database() -> str:
 
 
 def check_broker() -> str:
-    from config.celery import app
-
     with _broker_connection():
-        return f"connected to {maybe_sanitize_url(app.conf.broker_url)}"
+        return f"connected to {maybe_sanitize_url(current_app.conf.broker_url)}"
 
 
 @contextlib.contextmanager
 def _broker_connection() -> Iterator[Connection]:
     """A connection to the broker that has answered, opened without Celery's retries."""
-    from config.celery import app
-
     timeout = settings.HEALTH_CHECK_TIMEOUT
     options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-    with app.connection_for_write(connect_timeout=timeout, transport_options=options) as conn:
+    with current_app.connection_for_write(
+        connect_timeout=timeout, transport_options=options
+    ) as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
         client: Any = getattr(conn.default_channel, "client", None)
         if client is not None and hasattr(client, "ping"):  # Redis connects lazily: ask it
@@ -99,8 +100,6 @@ def check_beat() -> str:
 
 
 def _sweep_interval() -> float:
-    from django_celery_beat.models import PeriodicTask
-
     task = PeriodicTask.objects.select_related("interval").filter(task=SWEEP_TASK).first()
     if task is None or not task.enabled:
         raise CheckFailed(
@@ -121,12 +120,10 @@ def check_workers() -> str:
         return "finished a task within a minute: " + ", ".join(
             f"{name} ({age:.0f} s ago)" for name, age in sorted(recent.items())
         )
-    from config.celery import app
-
     with _broker_connection() as conn:
         # The first answer is enough: do not wait out the timeout for the others.
         timeout = settings.HEALTH_CHECK_TIMEOUT * 0.5
-        replies = app.control.ping(timeout=timeout, limit=1, connection=conn)
+        replies = current_app.control.ping(timeout=timeout, limit=1, connection=conn)
     if not replies:
         raise CheckFailed("no worker finished a task within a minute or answered a ping")
     return "answered a ping: " + ", ".join(sorted(name for reply in replies for name in reply))
@@ -143,8 +140,6 @@ def check_encryption() -> str:
 
 
 def check_alerts() -> str:
-    from notifications.incidents.coverage import uncovered_incidents
-
     if count := uncovered_incidents().count():
         raise CheckFailed(f"{count} open incident(s) reach nobody: no enabled channel covers them")
     return "every open incident reaches an enabled channel"

@@ -7,6 +7,7 @@ from celery.signals import task_postrun, task_prerun
 from django.core.signals import request_started
 
 from core.logging import clear_context
+from ops.record import heartbeat
 
 
 def connect_receivers() -> None:
@@ -20,8 +21,6 @@ def _fresh_context(**kwargs: Any) -> None:
 
 
 def _worker_heartbeat(sender: Any = None, **kwargs: Any) -> None:
-    from ops.record import heartbeat
-
     request = getattr(sender, "request", None)
     hostname = getattr(request, "hostname", None)
     if hostname and not getattr(request, "is_eager", False):  # only tasks run by a worker

@@ -1,6 +1,7 @@
 """Install and app events at /bitrix/<client_id>/install/ and /events/: what the fake portal's
 event sender posts, with right and wrong application_tokens. Who may install, replays and
-renames: tests/test_install_trust.py; binding the uninstall handler: tests/test_event_binding.py.
+renames: tests/portals/connect/test_install_trust.py; binding the uninstall handler:
+tests/portals/connect/test_eventbind.py.
 """
 
 import json
@@ -56,7 +57,8 @@ def test_a_second_install_of_the_same_app_updates_the_one_token(
     client, sender, portal, fake_bitrix
 ):
     first = installed(client, sender, portal)
-    fake_bitrix.advance(1)  # a newer pair: an older one is ignored (test_install_trust.py)
+    # A newer pair: an older one is ignored (tests/portals/connect/test_install_trust.py).
+    fake_bitrix.advance(1)
     second = installed(client, sender, portal)
     assert Token.objects.count() == 1 and second.pk == first.pk
     assert second.version == first.version + 1

@@ -1,7 +1,7 @@
 """Dispatch and sending in this process: who gets a delivery, the claim, retries, disabling,
 the rate limit, digests, reminders and recovery notices. The `deliver` task's body
-(sending.process_delivery) is called directly; test_notifications_delivery.py runs the same
-through real Celery workers."""
+(sending.process_delivery) is called directly; tests/notifications/delivery/test_dispatch.py
+runs the same through real Celery workers."""
 
 from datetime import timedelta
 

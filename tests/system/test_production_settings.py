@@ -20,7 +20,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+BASE_DIR = Path(__file__).resolve().parents[2]
 HOST = "keeper.example.com"
 PASSWORD = "correct-horse-battery"
 SETTINGS_SHOWN = [

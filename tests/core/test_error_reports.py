@@ -1,7 +1,8 @@
 """A URL with a password in it is masked in Django's error page and the ADMINS error email by
 its value, whatever the setting (or header, or variable) holding it is called.
 
-The 500s are real: the database refuses the row an admin form writes (tests/test_secret_leaks.py).
+The 500s are real: the database refuses the row an admin form writes
+(tests/system/test_secret_leaks.py).
 """
 
 import pytest
@@ -12,7 +13,7 @@ from django.urls import reverse
 
 from core.error_reports import SecretsExceptionReporterFilter
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
-from tests.test_secret_leaks import refuse_new_rows
+from tests.system.test_secret_leaks import refuse_new_rows
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "pw-Quokka-7731"

@@ -11,8 +11,8 @@ change no row of any admin table.
 The generic rule for a model's pages: anonymous → the login page; a viewer or an operator sees
 (list, page, history: 200) the models of VIEWED_APPS and nothing else (403), and adds, changes
 or deletes nothing (403); a superuser may do everything the model admin allows at all (NOBODY
-lists what it does not). Install and events (server-to-server, tests/test_bitrix_events.py)
-are here only as "a staff session changes nothing there".
+lists what it does not). Install and events (server-to-server,
+tests/portals/connect/test_install.py) are here only as "a staff session changes nothing there".
 """
 
 from collections.abc import Callable

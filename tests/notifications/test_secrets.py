@@ -1,5 +1,5 @@
 """No credential and no Bitrix24 token in task messages or logs. (Admin pages: see
-test_notifications_admin.py; the worker processes' logs: the `workers` fixture.)"""
+tests/notifications/admin/test_channels.py; the worker processes' logs: the `workers` fixture.)"""
 
 import base64
 import json

@@ -9,8 +9,8 @@ from django.test import Client, RequestFactory
 from api import keys
 from api.models import ApiKey
 from core.client_ip import forwarded_client_ip
-from tests.test_production_settings import PASSWORD, log_in
-from tests.test_token_api import get
+from tests.system.test_production_settings import PASSWORD, log_in
+from tests.api.test_views import get
 
 PROXY = "10.0.0.2"  # REMOTE_ADDR: the proxy next to us
 
@@ -77,7 +77,8 @@ def test_without_a_trusted_proxy_a_forged_header_does_not_dodge_the_login_thrott
         for i in range(3)
     ]
     assert statuses == [200, 429, 429]
-    # With TRUSTED_PROXY_COUNT=1: tests/test_production_settings.py, the throttle behind nginx.
+    # With TRUSTED_PROXY_COUNT=1: the throttle behind nginx is in
+    # tests/system/test_production_settings.py.
 
 
 @pytest.mark.django_db

@@ -88,7 +88,7 @@ def test_an_accepted_update_binds_the_dropped_handlers_again(
 
 
 def test_the_connect_callback_binds_too(admin_client, fake_bitrix, portal, app, committed):
-    from tests.test_connect_callback import authorize, start_new
+    from tests.portals.connect.test_callback import authorize, start_new
 
     fake_bitrix.register_app(
         CLIENT_ID, app.client_secret, scope="crm,user",
