@@ -1,3 +1,5 @@
+"""The api app's config."""
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 

@@ -1,3 +1,6 @@
+"""The token API's addresses under /api/ (a contract: README "Getting a token from other
+languages")."""
+
 from django.urls import path, re_path
 
 from api import views

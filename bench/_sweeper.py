@@ -1,6 +1,6 @@
 """The sweeper process of bench/refresh_cycle.py (not run by hand).
 
-Calls portals.sweep.sweep() every --interval seconds, the way beat's sweep task would, until
+Calls portals.tokens.sweep.sweep() every --interval seconds, the way beat's sweep task would, until
 it has enqueued --expect tokens. Prints "ready", waits for a line on stdin, then prints one
 JSON line: each sweep's start, end and count, and this process's CPU seconds while sweeping.
 """

@@ -4,7 +4,7 @@
         [--keep]
 
 Counts the queries (CaptureQueriesContext) of `portals.tokens.refresh(reference)` and of
-`portals.sweep.refresh_if_due(token_id)` (the Celery task's body) on its paths: due and
+`portals.tokens.sweep.refresh_if_due(token_id)` (the Celery task's body) on its paths: due and
 refreshed, not due, a transient failure, and the recovery after it. The fake server runs in
 this process with no added latency.
 """

@@ -5,7 +5,7 @@
 
 Seeds realistic rows with SQL (mixed statuses, next refresh times spread over 25 minutes, about
 --due-share of them due now, a fifth of those already claimed by a sweep in flight), then
-times `portals.sweep.claim_due_tokens()` (median of --runs, the claims undone between runs)
+times `portals.tokens.sweep.claim_due_tokens()` (median of --runs, the claims undone between runs)
 and prints the EXPLAIN ANALYZE plan of the SELECT it really ran. Baselines in the same run: a
 `SELECT 1` round trip and the smallest size. Target: under 100 ms at 100,000 rows.
 """

@@ -65,7 +65,7 @@ AXES_RESET_ON_SUCCESS = True
 # How many proxies of ours stand in front of the service (the documented nginx: 1). The
 # client's address is the one that many hops from the right of X-Forwarded-For + REMOTE_ADDR;
 # 0 ignores X-Forwarded-For (anyone can write it). Used by the login throttle and for an API
-# key's last use (config/client_ip.py).
+# key's last use (core/client_ip.py).
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 if TRUSTED_PROXY_COUNT < 0:
     raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more (the documented nginx: 1).")
@@ -94,7 +94,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     # First: a control character at a public endpoint is a 400 before anything reads the
-    # request (config/middleware.py).
+    # request (core/middleware.py).
     "core.middleware.ControlCharacterMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -199,7 +199,7 @@ BITRIX_AUTH_SERVERS = [
 # Lets tests and local fakes use http:// URLs; never turn it on in production.
 BITRIX_ALLOW_HTTP = env.bool("BITRIX_ALLOW_HTTP", default=False)
 # Bind b24keeper's ONAPPUNINSTALL and ONAPPUPDATE handlers (event.bind) on every connected portal,
-# after each connect and daily (portals.eventbind). Off: bind them yourself.
+# after each connect and daily (portals.connect.eventbind). Off: bind them yourself.
 BITRIX_BIND_EVENTS = env.bool("BITRIX_BIND_EVENTS", default=True)
 # The zone a bare portal name is put in: "acme" -> "acme.bitrix24.ru".
 BITRIX_DEFAULT_ZONE = env.str("BITRIX_DEFAULT_ZONE", default="bitrix24.ru")

@@ -1,3 +1,5 @@
+"""Every address of the service (contracts: /health/, /metrics, /bitrix/, /api/, /admin/)."""
+
 from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _

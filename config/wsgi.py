@@ -1,3 +1,5 @@
+"""The WSGI entry for gunicorn; each web process replays its machine's token journal at start."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application

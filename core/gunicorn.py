@@ -1,11 +1,11 @@
 """gunicorn's access log without secrets (bin/serve and deploy/b24keeper-web.service run
-gunicorn with `--logger-class config.gunicorn.RedactingLogger`).
+gunicorn with `--logger-class core.gunicorn.RedactingLogger`).
 
 A request's URL can carry secrets: the OAuth callback's `?code=&state=`, the install frame's
 `AUTH_ID`/`REFRESH_ID`, `auth[...]` parameters, and the key of a webhook-shaped
 `/rest/<n>/<key>/` path. gunicorn writes the request line, the referer and whatever else the
 access log format names as they came; this logger blanks those values first, by the same rules
-as the application's own log lines (config.logging.redact_target). Credential headers are never
+as the application's own log lines (core.logging.redact_target). Credential headers are never
 written, whatever the format asks for. Imports nothing from Django: the gunicorn master loads it.
 """
 

@@ -119,7 +119,7 @@ def bind_token(reference: str) -> None:
 
 
 def clear_context() -> None:
-    """Forget the token; called at the start of every task and request (ops.signals)."""
+    """Forget the token; called at the start of every task and request (ops.observe.signals)."""
     _token.set(None)
 
 

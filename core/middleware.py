@@ -7,7 +7,7 @@ with a short JSON error and one escaped log line, here, first.
 
 The body is looked at only when it is a form of known, small length (FORM_SCAN_MAX): a bigger
 or unknown one is never read here. The form endpoints refuse such bodies unread
-(portals.inbound.form_only) and check the fields of any body they do read with
+(portals.connect.inbound.form_only) and check the fields of any body they do read with
 `control_character_in()`.
 """
 

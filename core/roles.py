@@ -7,7 +7,7 @@ ones): assign people to a group in the admin instead of picking permissions one 
   stays with admins (superusers or people given those model permissions explicitly).
 
 Every admin action requires a change or delete permission or one of our custom ones (those
-below, and api.manage_apikey), third-party actions too (config.admin_thirdparty), so a group
+below, and api.manage_apikey), third-party actions too (core.thirdparty_admin), so a group
 given only view permissions stays read-only.
 """
 

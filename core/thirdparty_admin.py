@@ -5,7 +5,7 @@ Their actions declare none, so Django offers them to anyone who may view the lis
 could disable "Sweep due tokens" and stop every refresh. Each action here is the library's own,
 unchanged, wrapped to declare the model permission it needs; Django then checks
 `has_<permission>_permission` before offering or running it. Registered by
-config.apps.AdminConfig.ready, after every app's admin module (autodiscover).
+core.apps.AdminConfig.ready, after every app's admin module (autodiscover).
 """
 
 import functools

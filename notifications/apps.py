@@ -1,3 +1,6 @@
+"""The notifications app: ready() registers its checks and connects the receivers of the
+token signals (incidents.escalation) and of the incident signals (delivery.dispatch)."""
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 

@@ -1,3 +1,5 @@
+"""The ops app: ready() connects the worker heartbeat and log-context hooks."""
+
 from django.apps import AppConfig
 
 

@@ -10,7 +10,7 @@ from django.db import models
 class Counter(models.Model):
     """A running total of one metric series (name and labels), only ever incremented.
 
-    Counters never derive from history rows, so deleting old history (ops.retention) cannot
+    Counters never derive from history rows, so deleting old history (ops.observe.retention) cannot
     make them go down.
     """
 

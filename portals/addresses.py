@@ -1,16 +1,16 @@
 """Who may hold a portal's address (docs/bitrix24-protocol.md §9): the rule for renames.
 
 A portal is found by its permanent member_id; its address (domain) can change. A new address is
-taken only on Bitrix24's word: app.info's install data (a verified install, portals.eventproof;
-a code connect whose portal moved is checked with `confirm_address`), or the REST client's
-confirmed move (portals.restwire.confirm_move). Events never rename.
+taken only on Bitrix24's word: app.info's install data (a verified install,
+portals.connect.pair_proof; a code connect whose portal moved is checked with `confirm_address`), or
+the REST client's confirmed move (portals.bitrix.transport.confirm_move). Events never rename.
 
 Nor does a portal take the address of another *live* portal row. A row whose tokens are all
 uninstalled, or whose app.info fails (the token is dead, or Bitrix24 says that portal now lives
 elsewhere), gives its address up: it is renamed to `<member_id>.renamed.invalid`, with a
 warning in the log. A row that may still live refuses the move, with a message naming both
 portals. Both checks call the authorization server: run them outside any transaction.
-Used by portals.connect.store_grant and portals.lifecycle.move_portal.
+Used by portals.connect.grants.store_grant and portals.tokens.state.move_portal.
 """
 
 import logging

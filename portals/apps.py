@@ -1,3 +1,5 @@
+"""The portals app: ready() registers its system checks (portals.checks)."""
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 

@@ -1,6 +1,6 @@
 """The periodic tasks of portals, created by data migrations and editable in the admin's
 Periodic tasks (interval, enabled): the sweep that drives every refresh, and the daily check of
-the uninstall handlers (portals.eventbind)."""
+the uninstall handlers (portals.connect.eventbind)."""
 
 from typing import Any
 

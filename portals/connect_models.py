@@ -1,8 +1,8 @@
 """What a connect started in the browser leaves waiting: the OAuth `state` until Bitrix24
 redirects back, and a re-connect's pair that came from another portal until staff confirm it.
 
-Both live ten minutes at most (portals.states owns the rules). Imported by portals.models, so
-Django sees them as models of the portals app; they refer to the other models by name.
+Both live ten minutes at most (portals.connect.states owns the rules). Imported by portals.models,
+so Django sees them as models of the portals app; they refer to the other models by name.
 """
 
 from django.conf import settings

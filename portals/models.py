@@ -325,7 +325,7 @@ class Token(models.Model):
         help_text=_("First failure of the current episode."),
     )
     last_failure_at = models.DateTimeField(_("last failure"), null=True, blank=True)
-    # Bitrix24 posts ONAPPUNINSTALL only to a handler bound beforehand (portals.eventbind).
+    # Bitrix24 posts ONAPPUNINSTALL only to a handler bound beforehand (portals.connect.eventbind).
     events_bound_at = models.DateTimeField(
         _("uninstall events bound at"),
         null=True,
@@ -338,7 +338,7 @@ class Token(models.Model):
         help_text=_("Why binding the uninstall and update handlers last failed."),
     )
     # An uninstall of a token connected by code is checked by one refresh at most this often
-    # (portals.uninstall).
+    # (portals.connect.uninstall).
     uninstall_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -444,7 +444,7 @@ class RefreshAttempt(models.Model):
 
 
 class RateBucket(models.Model):
-    """A leaky bucket's state when REDIS_URL is not set (portals.ratelimit): one row per
+    """A leaky bucket's state when REDIS_URL is not set (portals.bitrix.ratelimit): one row per
     bucket, updated by one atomic statement, so every process and machine shares it."""
 
     key = models.CharField(max_length=100, primary_key=True)
@@ -458,7 +458,7 @@ class RateBucket(models.Model):
         return self.key
 
 
-# Models of connects in progress, in their own module (portals.states holds their rules).
+# Models of connects in progress, in their own module (portals.connect.states holds their rules).
 from portals.connect_models import ConnectState, PendingPair  # noqa: E402
 
 __all__ = [

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from portals.connect.grants import ConnectInput, connect_portal
+from portals.connect.code import ConnectInput, connect_portal
 from tests import brokers
 from tests.brokers import BROKERS
 from tests.fakes.bitrix import FakeBitrix
@@ -24,7 +24,7 @@ def journal_dir(settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def close_rate_limit_connections():
-    """The rate limiter's database store keeps a connection of its own (portals.ratelimit);
+    """The rate limiter's database store keeps a connection of its own (portals.bitrix.ratelimit);
     close it after each test so the test database can be dropped at the end."""
     yield
     from portals.bitrix import ratelimit

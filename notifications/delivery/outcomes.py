@@ -2,7 +2,7 @@
 had accepted: sent, retried later, or failed with the channel switched off.
 
 - Sent: the deliveries are "sent"; where the provider reports a final status, the lead's
-  status is asked until NOTIFY_STATUS_CHECK_SECONDS have passed (notifications/status.py).
+  status is asked until NOTIFY_STATUS_CHECK_SECONDS have passed (notifications/delivery/reports.py).
 - Transient (the provider is down, rate-limits, or could not deliver for a passing reason):
   while its incident is open, an alert (first alert, severity change or reminder) is tried
   again for as long as it takes, at a capped interval, and the channel shows "failing since".
@@ -10,7 +10,7 @@ had accepted: sent, retried later, or failed with the channel switched off.
   NOTIFY_MAX_ATTEMPTS.
 - Permanent (a wrong key, a blocked bot, an address that bounced): the deliveries fail with
   the reason and the channel is switched off; every other channel hears of it once, and
-  enabling the channel again sends what waited (notifications/dispatch.py).
+  enabling the channel again sends what waited (notifications/delivery/dispatch.py).
 """
 
 import logging

@@ -7,7 +7,7 @@ growing intervals until NOTIFY_STATUS_CHECK_SECONDS have passed:
 
 - delivered: `delivered_at` is set on it and on the deliveries it carried;
 - undelivered: it counts as a failed delivery, with the provider's reason on the rows, and is
-  handled like a send error (notifications/outcomes.py): a permanent reason switches the
+  handled like a send error (notifications/delivery/outcomes.py): a permanent reason switches the
   channel off, a passing one sends it again while its incident is open;
 - still on its way when the time is up: it stays "sent", unconfirmed.
 

@@ -1,5 +1,5 @@
 """Sending one delivery (the body of the `deliver` task): claim it, decide what goes out, send
-it through the channel's backend; notifications/outcomes.py records what came of it.
+it through the channel's backend; notifications/delivery/outcomes.py records what came of it.
 
 The database decides who sends, never hope: a task locks its channel's row, and claims
 deliveries with `UPDATE … WHERE status = 'queued'`, so a duplicate or redelivered task finds

@@ -1,5 +1,5 @@
 """When a failed refresh becomes an incident that a person hears about: the receivers of
-portals' token signals (portals.signals), connected in NotificationsConfig.ready().
+portals' token signals (portals.tokens.signals), connected in NotificationsConfig.ready().
 
 - A permanent error escalates at once: nothing will fix itself.
 - A transient error escalates only when the access token would expire before the next

@@ -1,6 +1,6 @@
 """GET /metrics: the Prometheus text format, built from the database at scrape time.
 
-Counters and the histogram come from the running totals (ops.metrics, one small table);
+Counters and the histogram come from the running totals (ops.record.metrics, one small table);
 gauges are counted from the live tables now: tokens by status (one GROUP BY over the token
 table), open incidents, the sweep's and the workers' heartbeats. Nothing scans the history
 tables, so a scrape costs the same with a day or a year of attempts (bench/metrics_scrape.py).

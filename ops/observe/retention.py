@@ -9,7 +9,7 @@ grows forever. What always stays, whatever its age:
 Deleting walks the table in primary-key order, BATCH rows at a time, each batch one short
 DELETE in its own transaction: nothing is locked for long, and refreshes (which only insert
 new attempts and never touch old ones) go on meanwhile. The metrics' counters are running
-totals kept apart from these rows (ops.metrics), so they do not go down.
+totals kept apart from these rows (ops.record.metrics), so they do not go down.
 """
 
 import logging

@@ -1,4 +1,4 @@
-"""GET /health/ and GET /metrics: thin views over ops.health and ops.exposition."""
+"""GET /health/ and GET /metrics: thin views over ops.observe.health and ops.observe.exposition."""
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache

@@ -4,11 +4,11 @@
     metrics.count("b24keeper_rest_calls_total", outcome="success")
     metrics.observe("b24keeper_refresh_duration_seconds", 0.42)
 
-Running totals live in the database (ops.Counter), incremented atomically with one
-`INSERT … ON CONFLICT DO UPDATE SET value = value + n` per event. So they are global (a worker
-on another machine counts into the same rows the scraped web process reads), survive restarts,
-and never decrease: deleting old history rows does not touch them. A histogram is kept as one
-counter per bucket (not cumulative), its sum and its count; ops.exposition adds the buckets up.
+Running totals live in the database (ops.Counter), incremented atomically with one `INSERT … ON
+CONFLICT DO UPDATE SET value = value + n` per event. So they are global (a worker on another machine
+counts into the same rows the scraped web process reads), survive restarts, and never decrease:
+deleting old history rows does not touch them. A histogram is kept as one counter per bucket (not
+cumulative), its sum and its count; ops.observe.exposition adds the buckets up.
 
 Counting never breaks the work it counts: a database error here is logged and dropped.
 """
@@ -72,7 +72,7 @@ def le_label(bound: float) -> str:
 
 # --- The events b24keeper counts (one call each from the code that does the work) ------------
 def refresh_attempt(kind: str, outcome: str, error_code: str, duration_ms: int) -> None:
-    """A refresh attempt was recorded (portals.service.record_attempt)."""
+    """A refresh attempt was recorded (portals.tokens.history.record_attempt)."""
     if kind == "code_exchange":
         return  # connecting a portal is not a refresh
     increments = [series(REFRESH_TOTAL, {"outcome": outcome})]

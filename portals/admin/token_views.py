@@ -3,7 +3,7 @@ portal" and Re-connect (the OAuth redirect with a state), the re-connect awaitin
 confirmation, and Refresh now / Disable / Enable on a token's page.
 
 Each view checks the permission of what it does (the same as the list's actions), says what
-happened with a message, and changes tokens only through portals.connect and portals.service.
+happened with a message, and changes tokens only through portals.connect and portals.tokens.state.
 """
 
 from typing import Any
@@ -26,14 +26,9 @@ from portals.bitrix import oauth
 from portals.bitrix.errors import OAuthError
 from portals.bitrix.identifiers import normalize_portal_address
 from portals.connect import grants, states
+from portals.connect.code import ConnectInput, OtherPortal, authorize_url, connect_portal
 from portals.connect.forms import HELD_SECRET_HELP, ConnectNewPortalForm, ConnectPortalForm
-from portals.connect.grants import (
-    ConnectError,
-    ConnectInput,
-    OtherPortal,
-    authorize_url,
-    connect_portal,
-)
+from portals.connect.grants import ConnectError
 from portals.connect.views import missing_scopes_text
 from portals.models import Token, TokenStatus
 from portals.tokens import TokenError, refresh, state

@@ -1,5 +1,5 @@
 """Admin for tokens, the staff's home (portals, app credentials and the audit log:
-portals.admin_apps; the token's own pages and buttons: portals.admin_views)."""
+portals.admin.credentials; the token's own pages and buttons: portals.admin.token_views)."""
 
 from typing import Any
 

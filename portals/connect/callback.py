@@ -5,7 +5,7 @@ token through portals.connect. Every refusal raises CallbackRefused with what to
 stores nothing.
 
 A re-connect answered by a portal with another member_id stores nothing yet either: the pair
-waits (portals.states.hold_pair) for staff to confirm or cancel.
+waits (portals.connect.states.hold_pair) for staff to confirm or cancel.
 """
 
 import logging

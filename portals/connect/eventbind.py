@@ -8,7 +8,7 @@ missing. A daily check (the task portals.tasks.check_event_bindings) does the sa
 connected token, since ONAPPUPDATE may never arrive. BITRIX_BIND_EVENTS=false turns all of it off
 (the operator binds the handlers).
 
-Who calls: portals.connect.store_grant registers `after_connect` to run once the pair is
+Who calls: portals.connect.grants.store_grant registers `after_connect` to run once the pair is
 committed; the daily task calls `check_all`. A failed bind never fails anything: it is recorded
 on the token (`events_bind_error`), whose admin page says "uninstall events not bound". Nothing is
 bound when SITE_URL cannot receive the events (not https, unless BITRIX_ALLOW_HTTP is on for

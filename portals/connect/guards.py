@@ -1,11 +1,11 @@
 """What a connect with a code ("Add task", `manage.py connect_portal`) checks about who connects
-and which portal answered; portals.connect calls these and raises.
+and which portal answered; portals.connect.code calls these and raises.
 
 - Before the code is spent: without the right to change app credentials, a stored app is used
   as it is (`app_unchanged`).
 - After the exchange, before anything is stored: the code must come from the portal typed
   (`mismatch`). Another member_id than the typed portal's is decided as for the Connect button
-  (portals.states.other_portal); a code from another address, typed for a portal not stored
+  (portals.connect.states.other_portal); a code from another address, typed for a portal not stored
   with the grant's member_id, would file the grant under the wrong address (or move the
   portal that answered to it).
 """

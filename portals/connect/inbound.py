@@ -1,12 +1,12 @@
 """The door of the form endpoints Bitrix24 posts to (POST /bitrix/<client_id>/install/ and
-/events/, portals.views): a form, and a small one, judged before anything reads the body.
+/events/, portals.connect.views): a form, and a small one, judged before anything reads the body.
 
 Bitrix24 posts `application/x-www-form-urlencoded` (docs/bitrix24-protocol.md §6.2), a few
 kilobytes. Anything else is refused unread: another type with 415 (a multipart body would
 otherwise be parsed, and a big one spooled to disk, before the view could say no), a body over
 `max_bytes` with 413, by its Content-Length; a body of unknown length (chunked) is read here,
 at most max_bytes + 1 bytes, and refused if there was more. Each refusal is one log line
-(config.middleware.reject).
+(core.middleware.reject).
 """
 
 from collections.abc import Callable

@@ -2,14 +2,14 @@
 `ONAPPINSTALL` (POST /bitrix/<client_id>/install/), and `ONAPPINSTALL`, `ONAPPUPDATE`,
 `ONAPPUNINSTALL` and any other event at the event handler (POST /bitrix/<client_id>/events/).
 
-- A pair (install, frame, update) is applied only when portals.eventproof proves it (app.info,
-  then user.admin: only a portal administrator installs or updates) and it is newer than the
-  stored one. The domain and REST root stored come from app.info, never from the payload.
+- A pair (install, frame, update) is applied only when portals.connect.pair_proof proves it
+  (app.info, then user.admin: only a portal administrator installs or updates) and it is newer
+  than the stored one. The domain and REST root stored come from app.info, never from the payload.
 - Only a verified install sets the application_token, and only it may move a portal to a new
   address (portals.addresses); an update keeps the stored domain. Events never rename.
 - Other events are authenticated by the install's application_token, compared in constant time
   with the stored one (an ONAPPUPDATE too, when one is stored). ONAPPUNINSTALL of a token
-  connected by code, which has none, is checked by one refresh (portals.uninstall).
+  connected by code, which has none, is checked by one refresh (portals.connect.uninstall).
 - An event that is authenticated but whose pair is stale or unproved is ignored: 200, logged.
 
 Every refusal raises EventRefused. Its `reason` is for the server log only (values from the

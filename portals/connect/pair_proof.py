@@ -1,5 +1,5 @@
 """What proves a token pair that arrives in an install, the install frame or ONAPPUPDATE
-(docs/bitrix24-protocol.md §3.2, §6.4, §7). Called by portals.install only.
+(docs/bitrix24-protocol.md §3.2, §6.4, §7). Called by portals.connect.install only.
 
 Such a pair is posted by whoever reaches /install/ or /events/, and every user of a portal can
 get a live pair of their own, so a pair proves itself only when:
@@ -9,10 +9,10 @@ get a live pair of their own, so a pair proves itself only when:
 2. `user.admin` at the REST root app.info names (never the payload's `client_endpoint`) says the
    token's user may manage the portal's apps: only an administrator installs or updates.
 
-The proved pair carries app.info's domain, REST root, scope and user, not the payload's.
-Whether it is also newer than the stored pair is decided where it is stored, under the row lock
-(portals.connect.store_grant), by the expiry read here: `auth[expires]`, else the one the access
-token carries (§3.2), never "now + expires_in".
+The proved pair carries app.info's domain, REST root, scope and user, not the payload's. Whether it
+is also newer than the stored pair is decided where it is stored, under the row lock
+(portals.connect.grants.store_grant), by the expiry read here: `auth[expires]`, else the one the
+access token carries (§3.2), never "now + expires_in".
 """
 
 import logging
@@ -81,7 +81,7 @@ def prove(client_id: str, grant: TokenGrant, domain: str) -> Proof:
 
 
 def _rest_root(info: AppInfo) -> str:
-    """app.info's REST root, rebuilt by the one strict parser (portals.authservers)."""
+    """app.info's REST root, rebuilt by the one strict parser (portals.bitrix.authservers)."""
     try:
         return transport.root_of(info.client_endpoint)
     except transport.RestError:

@@ -1,5 +1,5 @@
 """ONAPPUNINSTALL (docs/bitrix24-protocol.md §6.3): when b24keeper believes an app was removed.
-Called by portals.install once the event's token is found.
+Called by portals.connect.install once the event's token is found.
 
 - A token installed through b24keeper holds the install's application_token: an uninstall that
   carries the same value marks the token *app uninstalled* at once (one permanent failure: one
@@ -8,7 +8,7 @@ Called by portals.install once the event's token is found.
   post one). It triggers one refresh instead, at most once per token per CHECK_EVERY: the token
   is made due now and the refresh task (portals.tasks.refresh_due_token) is enqueued after the
   commit, never run inside the web request. The token becomes *app uninstalled* only if Bitrix24
-  answers that refresh NOT_INSTALLED (portals.errors maps it); data[CLEAN] is ignored.
+  answers that refresh NOT_INSTALLED (portals.bitrix.errors maps it); data[CLEAN] is ignored.
 """
 
 import logging

@@ -1,4 +1,5 @@
-"""Bitrix24's handler addresses, keyed by the app's client_id (a contract: see portals.views)."""
+"""Bitrix24's handler addresses, keyed by the app's client_id (a contract: see
+portals.connect.views)."""
 
 from django.urls import path
 

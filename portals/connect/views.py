@@ -4,12 +4,12 @@
     POST /bitrix/<client_id>/install/    the install frame and ONAPPINSTALL (§6.1, §6.2)
     POST /bitrix/<client_id>/events/     ONAPPINSTALL, ONAPPUPDATE, ONAPPUNINSTALL (§6.3)
 
-The callback is a browser page for logged-in staff. Install and events are server-to-server
-(no CSRF token; they prove themselves by app.info and user.admin, or the application_token:
-portals.install) and answer a quick 200 when accepted or ignored (a replay: Bitrix24 must not
-retry), and one 403 `{"error": "not_authenticated"}` for every event that is not authenticated,
-whatever the reason (that goes to the log). Only the install page may be framed by the portal;
-a refused frame gets a page saying why.
+The callback is a browser page for logged-in staff. Install and events are server-to-server (no CSRF
+token; they prove themselves by app.info and user.admin, or the application_token:
+portals.connect.install) and answer a quick 200 when accepted or ignored (a replay: Bitrix24 must
+not retry), and one 403 `{"error": "not_authenticated"}` for every event that is not authenticated,
+whatever the reason (that goes to the log). Only the install page may be framed by the portal; a
+refused frame gets a page saying why.
 """
 
 import logging

@@ -9,7 +9,7 @@ renamed into place, and removed once the database holds it.
 
 Each entry remembers the token `version` the refresh started from. Replaying applies it only
 if the token is still at that version (nothing newer was stored meanwhile); see
-portals.service.restore_pair. This module only reads and writes files.
+portals.tokens.pairs.restore_pair. This module only reads and writes files.
 """
 
 import json

@@ -9,7 +9,7 @@ from django.db import DatabaseError, connection
 
 from portals.tokens.pairs import replay_journal
 
-log = logging.getLogger("portals.startup")
+log = logging.getLogger("portals.tokens.startup")
 
 
 def on_process_start(run_checks: bool = False) -> None:

@@ -9,8 +9,8 @@ from django.test import Client, RequestFactory
 from api import keys
 from api.models import ApiKey
 from core.client_ip import forwarded_client_ip
-from tests.system.test_production_settings import PASSWORD, log_in
 from tests.api.test_views import get
+from tests.system.test_production_settings import PASSWORD, log_in
 
 PROXY = "10.0.0.2"  # REMOTE_ADDR: the proxy next to us
 

@@ -1,6 +1,6 @@
 """A value from a request cannot forge log lines: control characters and line separators in a
 rendered message come out escaped (visible), in plain and JSON lines alike; a traceback keeps
-its lines (config.logging.RedactSecretsFilter, JsonFormatter)."""
+its lines (core.logging.RedactSecretsFilter, JsonFormatter)."""
 
 import io
 import json
@@ -16,7 +16,9 @@ from core.logging import JsonFormatter, RedactSecretsFilter
 from tests.conftest import CLIENT_ID
 
 FORM = "application/x-www-form-urlencoded"
-FORGED = "2026-01-01 00:00:00,000 INFO portals.views: events for local.x: ONAPPINSTALL accepted"
+FORGED = (
+    "2026-01-01 00:00:00,000 INFO portals.connect.views: events for local.x: ONAPPINSTALL accepted"
+)
 PLAIN_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
 
 

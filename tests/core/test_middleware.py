@@ -1,6 +1,6 @@
 """A control character in the path, the query or a form field of a public endpoint is a 400
 with a short JSON error and one escaped log line: never a 500, a traceback or an email to
-ADMINS (config.middleware)."""
+ADMINS (core.middleware)."""
 
 import logging
 import re

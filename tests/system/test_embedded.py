@@ -22,7 +22,7 @@ pytestmark = pytest.mark.celery
 TOKENS = 8
 CONNECT = """import django, json, sys
 django.setup()
-from portals.connect.grants import ConnectInput, connect_portal
+from portals.connect.code import ConnectInput, connect_portal
 for fields in json.loads(sys.argv[1]):
     connect_portal(ConnectInput(**fields))
 """

@@ -1,0 +1,1 @@
+"""`manage.py create_api_key`."""

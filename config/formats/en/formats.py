@@ -1,3 +1,5 @@
+"""Date formats in English."""
+
 # One date format on every page and in both languages (FORMAT_MODULE_PATH): ISO dates and
 # 24-hour times sort and compare at a glance and never depend on the reader's locale.
 DATE_FORMAT = SHORT_DATE_FORMAT = "Y-m-d"

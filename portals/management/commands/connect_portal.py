@@ -6,7 +6,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.views.decorators.debug import sensitive_variables
 
-from portals.connect.grants import ConnectError, ConnectInput, connect_portal
+from portals.connect.code import ConnectInput, connect_portal
+from portals.connect.grants import ConnectError
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
-"""One parser decides where a request goes (portals.authservers.parse_origin): for every URL the
-checks accept, the host and port that requests itself would connect to are the allowed
-origin's; anything two parsers could read differently is refused.
+"""One parser decides where a request goes (portals.bitrix.authservers.parse_origin): for every URL
+the checks accept, the host and port that requests itself would connect to are the allowed origin's;
+anything two parsers could read differently is refused.
 
 The hostile URLs come from a deterministic generator (a fixed seed): allowed origins and attacker
 hosts glued with backslashes, "@", percent-escapes, control characters, look-alike Unicode,

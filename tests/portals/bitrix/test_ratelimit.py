@@ -1,4 +1,5 @@
-"""The shared leaky bucket (portals.ratelimit) on each store, and 8 processes at one portal."""
+"""The shared leaky bucket (portals.bitrix.ratelimit) on each store, and 8 processes at one
+portal."""
 
 import subprocess
 import sys

@@ -1,6 +1,6 @@
 """POST /bitrix/<client_id>/install/ and /events/ take a form (application/x-www-form-urlencoded)
 of at most 64 KiB, judged before the body is read: 415 for anything else, 413 for more
-(portals.inbound.form_only). A 40 MB multipart body is refused unread and nothing is spooled
+(portals.connect.inbound.form_only). A 40 MB multipart body is refused unread and nothing is spooled
 to disk."""
 
 import socket

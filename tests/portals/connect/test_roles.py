@@ -1,5 +1,5 @@
 """Each role on the new pages and buttons: a staff user with no permission, a viewer, an
-operator and a superuser (config/roles.py). Every view checks a permission, not is_staff."""
+operator and a superuser (core/roles.py). Every view checks a permission, not is_staff."""
 
 import pytest
 from django.contrib.auth import get_user_model
