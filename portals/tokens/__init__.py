@@ -7,7 +7,7 @@ The public API (README "Getting a token from code"; other code imports only thes
     get_token(reference, min_ttl=300) -> Token
     refresh(reference) -> Token
     # and the errors they raise: TokenError, TokenNotFound, TokenUnavailable,
-    # TokenConfigurationError, RefreshBusy, PairNotStored (besides OAuthError)
+    # TokenConfigurationError, RefreshBusy, PairNotStored, and Bitrix24's own: OAuthError
 
 The room: access.py (the single-flight refresh flow), state.py (the ONLY writer of a token's
 state), pairs.py (journal first, then the fenced store), journal.py, load.py, history.py (the
@@ -16,6 +16,7 @@ notifications), startup.py (journal replay when a process starts). Who may call:
 REST client, the admin, api, commands and tasks; tokens never import connect or admin.
 """
 
+from portals.bitrix.errors import OAuthError
 from portals.tokens.access import get_access_token, get_token, refresh, refresh_token
 from portals.tokens.errors import (
     PairNotStored,
@@ -27,6 +28,7 @@ from portals.tokens.errors import (
 )
 
 __all__ = [
+    "OAuthError",
     "PairNotStored",
     "RefreshBusy",
     "TokenConfigurationError",
