@@ -109,6 +109,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         """Post/redirect/get: the new key waits in the session (encrypted) for the page the
         redirect leads to, which shows it once; reloading that page creates nothing."""
+        if obj.new_key is None:  # save_model made none: nothing to show
+            return super().response_add(request, obj, post_url_continue)
         request.session[NEW_KEY_SLOT] = {"pk": obj.pk, "ciphertext": crypto.encrypt(obj.new_key)}
         return HttpResponseRedirect(reverse("admin:api_apikey_created", args=[obj.pk]))
 
