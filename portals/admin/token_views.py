@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
+from portals.admin.shown import refresh_error_text
 from portals.bitrix import oauth
 from portals.bitrix.errors import OAuthError
 from portals.bitrix.identifiers import normalize_portal_address
@@ -254,7 +255,10 @@ class TokenViewsMixin(admin.ModelAdmin):
             messages.error(
                 request,
                 _("“%(reference)s” was not refreshed: %(error)s")
-                % {"reference": token.reference, "error": err},
+                % {
+                    "reference": token.reference,
+                    "error": refresh_error_text(err, token.reference),
+                },
             )
         else:
             messages.success(request, _("Refreshed “%(reference)s”.") % {"reference": token})
