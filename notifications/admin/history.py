@@ -170,7 +170,7 @@ class IncidentAdmin(WarnsUncovered, ReadOnlyAdmin):
         "portal",
         "owner",
         "error_code",
-        "permanent",
+        "needs",
         "occurrences",
         "state",
         "opened_at",
@@ -217,6 +217,11 @@ class IncidentAdmin(WarnsUncovered, ReadOnlyAdmin):
         if getattr(obj, "covered", True):
             return badge(GREEN, _("a channel"))
         return badge(RED, _("nobody"), _("No enabled channel covers it: enable or add one."))
+
+    @admin.display(description=gettext_lazy("needs"), ordering="permanent")
+    def needs(self, obj: Incident) -> str:
+        """Words rather than ✔/✖ icons, which read backwards here."""
+        return _("a person") if obj.permanent else _("retries only")
 
     @admin.display(description=gettext_lazy("message"))
     def message_shown(self, obj: Incident) -> str:

@@ -218,9 +218,13 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
             return format_html('<span style="color:#dc3545">{}</span>', _("expired"))
         return duration(left)
 
-    @admin.display(description=gettext_lazy("incident"), boolean=True)
-    def open_incident(self, obj: Token) -> bool:
-        return getattr(obj, "has_open_incident", False)
+    @admin.display(description=gettext_lazy("incident"))
+    def open_incident(self, obj: Token) -> str:
+        # Words, not Django's ✔/✖ icons: a red ✖ under "incident" read as "something is wrong"
+        # beside a healthy token.
+        if getattr(obj, "has_open_incident", False):
+            return format_html('<span class="incident-open">{}</span>', _("open"))
+        return EMPTY
 
     @admin.display(description=gettext_lazy("access token"))
     def masked_access_token(self, obj: Token) -> str:

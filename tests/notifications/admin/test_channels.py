@@ -1,6 +1,8 @@
 """The notifications admin: write-only credentials, destination checks, the test message, the
 state of a channel in words, and a constant number of queries per list."""
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -200,3 +202,32 @@ def test_a_channel_whose_credentials_cannot_be_decrypted_still_opens(admin_clien
     assert page.status_code == 200
     assert "cannot be decrypted with any key in ENCRYPTION_KEYS" in page.content.decode()
     assert admin_client.get(reverse(CHANNELS)).status_code == 200
+
+
+def test_a_form_error_keeps_the_typed_secret_without_showing_it(admin_client):
+    response = admin_client.post(reverse(ADD), {**FORM, "name": ""})
+    html = response.content.decode()
+    assert "name" in form_errors(response) and tw.AUTH_TOKEN not in html
+    assert "Kept from your last attempt" in html
+    kept = re.search(r'name="twilio__auth_token__kept" value="([^"]+)"', html).group(1)
+    again = {**FORM, "twilio__auth_token": "", "twilio__auth_token__kept": kept}
+    assert admin_client.post(reverse(ADD), again).status_code == 302
+    assert Channel.objects.get().get_credentials()["auth_token"] == tw.AUTH_TOKEN
+    forged = {**again, "name": "other", "twilio__auth_token__kept": "gAAAA-not-ours"}
+    assert "twilio__auth_token" in form_errors(admin_client.post(reverse(ADD), forged))
+
+
+@pytest.mark.parametrize("typed", ["+1 555 010-0123", "001 (555) 010 01 23", "+1.555.010.0123"])
+def test_a_phone_number_with_spaces_is_stored_in_e164(admin_client, typed):
+    response = admin_client.post(reverse(ADD), {**FORM, "destination": typed})
+    assert response.status_code == 302, form_errors(response)
+    assert Channel.objects.get().destination == "+15550100123"
+
+
+def test_a_channel_speaks_the_language_chosen_for_it(admin_client, settings):
+    settings.NOTIFY_LANGUAGE = "ru"
+    assert admin_client.post(reverse(ADD), FORM).status_code == 302
+    assert Channel.objects.get().language == "ru"  # not chosen: NOTIFY_LANGUAGE
+    Channel.objects.all().delete()
+    assert admin_client.post(reverse(ADD), {**FORM, "language": "en"}).status_code == 302
+    assert Channel.objects.get().language == "en"

@@ -196,3 +196,20 @@ def test_the_event_sender_speaks_http(live_server, sender, portal, transactional
     assert (status, body["result"]) == (200, "accepted")
     status, body = sender.post(f"{live_server.url}{EVENTS}", wrong_token(sender.update(portal)))
     assert (status, body) == (403, REFUSED)
+
+
+@pytest.mark.parametrize(
+    ("lang", "words", "html_lang"),
+    [
+        ("en", "b24keeper is installed.", "en"),
+        ("ru", "b24keeper установлен.", "ru"),
+        ("ua", "b24keeper установлен.", "ru"),  # a Ukrainian portal: Russian, not English
+    ],
+)
+def test_the_install_page_speaks_the_portals_language(
+    client, sender, portal, lang, words, html_lang
+):
+    query, form = sender.frame(portal)
+    response = post(client, f"{INSTALL}?DOMAIN={query['DOMAIN']}&LANG={lang}", form)
+    html = response.content.decode()
+    assert words in html and f'<html lang="{html_lang}">' in html
