@@ -90,9 +90,12 @@ def keep_claim_alive(token: Token) -> None:
 
 @sensitive_variables()
 def finish_success(token_id: int, grant: TokenGrant, *, recovered: bool) -> Token:
-    """Everything after the pair: endpoints, counters, the next refresh time; with `recovered`
-    (the token was failing), announced as a recovery."""
+    """Everything after the pair: endpoints, counters, the next refresh time. A recovery is
+    announced when the caller knew the token was failing (`recovered`) or when the row, read
+    after the pair was stored, says so: another process may have recorded a failure (and
+    opened an incident) while this one's pair was on its way, and only the database knows."""
     token = Token.objects.select_related("portal", "app").defer(*SECRETS).get(pk=token_id)
+    recovered = recovered or token.failure_count > 0 or token.failing_since is not None
     now = timezone.now()
     changes = {
         "client_endpoint": grant.client_endpoint or token.client_endpoint,
@@ -132,7 +135,7 @@ def record_failure(
         next_refresh_at = schedule.next_attempt_after_failure(token.failure_count + 1, started)
     now = timezone.now()
     message = error.message()[:2000]
-    Token.objects.filter(pk=token.pk, version=token.version).update(
+    recorded = Token.objects.filter(pk=token.pk, version=token.version).update(
         status=status,
         refresh_started_at=None,
         claimed_until=None,
@@ -143,6 +146,11 @@ def record_failure(
         last_failure_at=now,
         next_refresh_at=next_refresh_at,
     )
+    if not recorded:
+        # A newer pair was stored meanwhile (the version moved): this failure was about the
+        # pair it replaced, and the token is fine. Nothing to record, nobody to alert.
+        log.info("token %s: a failure of a replaced pair is ignored", token)
+        return
     token.status, token.failure_count = status, token.failure_count + 1
     token.failing_since, token.last_failure_at = token.failing_since or now, now
     token.last_error_code, token.last_error = error.code[:100], message
