@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> None:
         results.append({"size": size, **measure(limit, args.runs)})
     print_results(results, select_one, limit)
     print_plan(limit)
+    compare_fillfactor(results[-1], limit, args.runs)
 
 
 def sql(statement: str, params: dict[str, Any] | None = None) -> list[tuple]:
@@ -180,6 +181,29 @@ def print_results(results: list[dict[str, Any]], select_one: float, limit: int) 
     verdict = "met" if last["full"] * 1000 < TARGET_MS else "MISSED"
     rows.append((f"target < {TARGET_MS:.0f} ms at {last['size']}", verdict))
     print_table(rows, "sweep claim query (median)")
+
+
+def compare_fillfactor(last: dict[str, Any], limit: int, runs: int) -> None:
+    """The same claims on the same rows packed full (fillfactor 100, as before migration
+    portals/0016): every claimed row then gets a new entry in each of the table's indexes."""
+    fillfactor = sql(
+        "SELECT coalesce((SELECT option_value FROM pg_options_to_table(reloptions) "
+        "WHERE option_name = 'fillfactor'), '100') FROM pg_class WHERE relname = 'portals_token'"
+    )[0][0]
+    sql("ALTER TABLE portals_token SET (fillfactor = 100)")
+    sql("VACUUM FULL portals_token")
+    sql("VACUUM ANALYZE portals_token")
+    packed = measure(limit, runs)
+    sql(f"ALTER TABLE portals_token SET (fillfactor = {int(fillfactor)})")
+    sql("VACUUM FULL portals_token")
+    print_table(
+        [
+            (f"{last['size']}: claim, fillfactor {fillfactor}, ms", last["full"] * 1000),
+            (f"{last['size']}: claim, fillfactor 100 (packed), ms", packed["full"] * 1000),
+            ("  packed / ours", packed["full"] / last["full"]),
+        ],
+        f"the same claim (limit {limit}) with the table packed full, same run",
+    )
 
 
 def print_plan(limit: int) -> None:
