@@ -35,6 +35,7 @@ SMOKE: dict[str, list[str]] = {
     "prune_pause.py": ["--tokens", "20", "--per-day", "200", "--threads", "2",
                        "--baseline", "0.5", "--batch", "100"],
     "metrics_scrape.py": ["--tokens", "50", "--days", "2", "--per-day", "200", "--runs", "3"],
+    "task_cost.py": ["--messages", "50", "--concurrency", "2"],
     "sweep_query.py": ["--sizes", "200,400", "--runs", "2", "--limit", "20"],
     "refresh_queries.py": ["--sizes", "8,20"],
 }  # fmt: skip
