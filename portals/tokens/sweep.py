@@ -36,8 +36,10 @@ def claim_due_tokens(now: datetime | None = None, limit: int | None = None) -> l
 def sweep(now: datetime | None = None) -> int:
     """Claim due tokens and enqueue a refresh task for each; returns how many."""
     ids = claim_due_tokens(now)
-    for token_id in ids:
-        publish.send(REFRESH_TASK, (token_id,), expires=settings.REFRESH_TASK_EXPIRES)
+    # One connection and producer for all of them (a catch-up enqueues thousands).
+    publish.send_many(
+        REFRESH_TASK, [(token_id,) for token_id in ids], expires=settings.REFRESH_TASK_EXPIRES
+    )
     if ids:
         log.info("sweep: enqueued %d token refresh(es)", len(ids))
     return len(ids)
