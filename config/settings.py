@@ -105,6 +105,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A refused page: the admin-styled 403 naming the permission, no traceback in the log.
+    "core.denied.PermissionDeniedPage",
     # Last, as django-axes requires: it turns a lockout into its 429 answer.
     "axes.middleware.AxesMiddleware",
 ]
