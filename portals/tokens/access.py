@@ -73,10 +73,11 @@ def get_token(reference: str, min_ttl: int = 300) -> TokenView:
 
 
 @sensitive_variables()
-def fresh_token(reference: str, min_ttl: int = 300) -> Token:
-    """get_token() as the Token row (with its portal), for the REST client. Its refresh
-    token and app are not loaded unless a refresh was needed."""
-    token = load_access(reference=reference)
+def fresh_token(reference: str, min_ttl: int = 300, *, pk: int | None = None) -> Token:
+    """get_token() as the Token row (with its portal), for the REST client and the REST proxy
+    (which names the token by `pk`). Its refresh token and app are not loaded unless a refresh
+    was needed."""
+    token = load_access(pk=pk) if pk is not None else load_access(reference=reference)
     if token.status not in REFRESHABLE_STATUSES or not token.access_token:
         ensure_usable(token)
     fresh = token.expires_at and token.expires_at - timezone.now() > timedelta(seconds=min_ttl)
