@@ -254,3 +254,34 @@ def test_the_command_refuses_an_unknown_reference_and_creates_nothing(token):
         call_command("create_api_key", "--name", "x", "--reference", "token", "--reference",
                      "nope", stdout=StringIO(), stderr=StringIO())  # fmt: skip
     assert not ApiKey.objects.exists()
+
+
+def test_the_command_makes_a_proxy_key_with_method_patterns(client, token):
+    out, err = StringIO(), StringIO()
+    call_command("create_api_key", "--name", "crm", "--reference", "token", "--scope",
+                 "token,proxy", "--methods", "crm.lead.*,user.current", stdout=out,
+                 stderr=err)  # fmt: skip
+    api_key = ApiKey.objects.get()
+    assert api_key.scopes == "token,proxy" and api_key.methods.split() == [
+        "crm.lead.*",
+        "user.current",
+    ]
+    assert out.getvalue().strip() not in err.getvalue() and "proxy" in err.getvalue()
+
+
+def test_existing_and_default_keys_keep_the_token_scope_only(token):
+    call_command("create_api_key", "--name", "x", stdout=StringIO(), stderr=StringIO())
+    assert ApiKey.objects.get().scopes == "token"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [("--scope", "tokens", "Scopes"), ("--methods", "crm lead/list", "method pattern")],
+)
+def test_the_command_refuses_a_bad_scope_or_pattern_and_creates_nothing(
+    token, option, value, named
+):
+    with pytest.raises(CommandError, match=named):
+        call_command("create_api_key", "--name", "x", option, value, stdout=StringIO(),
+                     stderr=StringIO())  # fmt: skip
+    assert not ApiKey.objects.exists()
