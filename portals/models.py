@@ -303,6 +303,15 @@ class Token(models.Model):
     user_id = models.PositiveIntegerField(
         _("user_id"), null=True, blank=True, help_text=_("The portal user this token acts as.")
     )
+    app_status = models.CharField(
+        _("app status"),
+        max_length=1,
+        blank=True,
+        help_text=_(
+            "Bitrix24's status of the app on the portal (L local, F free, D demo, T trial, "
+            "P paid, S subscription), as its last token answer said."
+        ),
+    )
     version = models.PositiveIntegerField(
         _("version"),
         default=0,
@@ -404,6 +413,7 @@ class RefreshAttempt(models.Model):
         ON_DEMAND = "on_demand", _("On demand")
         MANUAL = "manual", _("Manual")
         EVENT = "event", _("Bitrix24 event")
+        RENEW = "renew", _("Renewed: a consumer's token was refused")
 
     class Outcome(models.TextChoices):
         SUCCESS = "success", _("Success")
