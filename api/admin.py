@@ -17,8 +17,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from api import keys
-from api.models import ApiKey
+from api.models import ApiKey, split_words
 from encryption import crypto
+from portals.models import Token
 
 MANAGE = "api.manage_apikey"
 # The session slot a new key waits in (encrypted) for the one page that shows it.
@@ -29,7 +30,21 @@ HISTORY = ("created_at", "created_by", "last_used_at", "last_used_from", "revoke
 class ApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
-        fields = ["name", "all_tokens", "tokens", "rate_per_minute", "expires_at"]
+        fields = [
+            "name",
+            "scopes",
+            "all_tokens",
+            "tokens",
+            "methods",
+            "rate_per_minute",
+            "expires_at",
+        ]
+
+    def clean_scopes(self) -> str:
+        return ",".join(split_words(self.cleaned_data["scopes"]))
+
+    def clean_methods(self) -> str:
+        return "\n".join(split_words(self.cleaned_data["methods"]))
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -46,14 +61,23 @@ class ApiKeyForm(forms.ModelForm):
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     form = ApiKeyForm
-    list_display = ["name", "shown_prefix", "reads", "state", "last_used_at", "last_used_from"]
+    list_display = [
+        "name",
+        "shown_prefix",
+        "scopes",
+        "reads",
+        "state",
+        "last_used_at",
+        "last_used_from",
+    ]
     list_filter = ["all_tokens", "revoked_at"]
     search_fields = ["name", "prefix", "tokens__reference"]
     filter_horizontal = ["tokens"]
     readonly_fields = ["shown_prefix", "state", *HISTORY]
     fieldsets = [
         (None, {"fields": ["name", "shown_prefix", "state"]}),
-        (gettext_lazy("What it reads"), {"fields": ["all_tokens", "tokens"]}),
+        (gettext_lazy("What it reads"), {"fields": ["scopes", "all_tokens", "tokens"]}),
+        (gettext_lazy("REST proxy"), {"fields": ["methods"]}),
         (gettext_lazy("Limits"), {"fields": ["rate_per_minute", "expires_at"]}),
         (gettext_lazy("History"), {"fields": HISTORY}),
     ]
@@ -138,10 +162,22 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 "title": _("API key created") if key else _("API key"),
                 "key": key,
                 "example_url": f"{settings.SITE_URL}/api/tokens/{self._example_reference(obj)}/",
+                "reads_tokens": "token" in split_words(obj.scopes),
+                "webhooks": self._webhooks(obj, key) if key and "proxy" in split_words(obj.scopes) else [],
             },
         )
         response["Cache-Control"] = "no-store"
         return response
+
+    @staticmethod
+    def _webhooks(obj: ApiKey, key: str) -> list[tuple[str, str]]:
+        """(reference, webhook URL) of the key's tokens (a key for every token: the first
+        20): what a library is given as its inbound webhook."""
+        tokens = Token.objects.all() if obj.all_tokens else obj.tokens.all()
+        return [
+            (t.reference, f"{settings.SITE_URL}/rest/{t.pk}/{key}/")
+            for t in tokens.order_by("reference")[:20]
+        ]
 
     @staticmethod
     def _example_reference(obj: ApiKey) -> str:

@@ -33,7 +33,8 @@ def viewer(django_user_model, client):
 
 
 def add_form(token, **overrides) -> dict:
-    return {"name": "billing", "tokens": [token.pk], "rate_per_minute": 600, **overrides}
+    return {"name": "billing", "scopes": "token", "tokens": [token.pk], "rate_per_minute": 600,
+            **overrides}  # fmt: skip
 
 
 def test_a_new_key_is_shown_once_and_works(client, manager, token):
@@ -92,3 +93,20 @@ def test_viewers_see_keys_but_cannot_create_change_or_revoke_them(client, viewer
     assert change.status_code == 403
     api_key.refresh_from_db()
     assert api_key.revoked_at is None and ApiKey.objects.count() == 1
+
+
+def test_a_new_proxy_key_shows_its_ready_webhook_url(client, manager, token, settings):
+    page = client.post(ADD, add_form(token, scopes="proxy", methods="crm.lead.*"))
+    html = page.content.decode()
+    api_key = ApiKey.objects.get()
+    key = html.split('id="api-key"', 1)[1].split(">", 1)[1].split("<", 1)[0]
+    assert f"{settings.SITE_URL}/rest/{token.pk}/{key}/" in html
+    assert "Authorization: Bearer" not in html  # a proxy-only key reads no token
+    assert api_key.scopes == "proxy" and api_key.methods == "crm.lead.*"
+
+
+def test_a_bad_scope_or_method_pattern_is_refused_naming_the_field(client, manager, token):
+    page = client.post(ADD, add_form(token, scopes="tokens", methods="crm lead/list"))
+    assert page.status_code == 200 and not ApiKey.objects.exists()
+    errors = page.context["adminform"].form.errors
+    assert "scopes" in errors and "methods" in errors
