@@ -48,6 +48,17 @@ LIBRARY_LABELS = (
     gettext_noop("Attempt Remaining"),
     gettext_noop("Access attempt expiration"),
 )
+# Django's admin titles put a model's name after a verb ("Выберите %s для изменения"), which in
+# Russian needs another case than the name has: ours put it after a colon instead.
+DJANGO_TITLES = (
+    gettext_noop("Select %s to change"),
+    gettext_noop("Select %s to view"),
+    gettext_noop("Add %s"),
+    gettext_noop("Change %s"),
+    gettext_noop("View %s"),
+    gettext_noop("Add %(name)s"),
+    gettext_noop("Add another %(verbose_name)s"),
+)
 # cron_descriptor's catalogue for each of our languages.
 CRON_LOCALES = {"ru": "ru_RU", "en": "en_US"}
 

@@ -10,7 +10,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from core.display import EMPTY, duration, when
 from encryption import crypto
@@ -289,7 +289,7 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
     @admin.action(description=gettext_lazy("Disable (stop refreshing)"), permissions=["toggle"])
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = state.disable(list(queryset.values_list("pk", flat=True)))
-        text = _("%(count)d token(s) disabled.")
+        text = ngettext("%(count)d token disabled.", "%(count)d tokens disabled.", count)
         self.message_user(request, text % {"count": count}, messages.SUCCESS)
 
     @admin.action(
@@ -297,5 +297,9 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
     )
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = state.enable(list(queryset.values_list("pk", flat=True)))
-        text = _("%(count)d token(s) enabled; they refresh within a minute.")
+        text = ngettext(
+            "%(count)d token enabled; it refreshes within a minute.",
+            "%(count)d tokens enabled; they refresh within a minute.",
+            count,
+        )
         self.message_user(request, text % {"count": count}, messages.SUCCESS)

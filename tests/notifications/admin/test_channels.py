@@ -129,7 +129,7 @@ def test_a_channel_disabled_by_an_error_shows_why_and_enable_clears_it(admin_cli
     assert "disabled by an error" in html and "Twilio says: Authenticate (20003)." in html
     change = reverse("admin:notifications_channel_change", args=[channel.pk])
     assert "Twilio says: Authenticate (20003)." in admin_client.get(change).content.decode()
-    assert "1 channel(s) enabled." in act(admin_client, "enable", channel)
+    assert "1 channel enabled." in act(admin_client, "enable", channel)
     channel.refresh_from_db()
     assert channel.enabled and channel.disabled_reason == "" and channel.disabled_at is None
 
