@@ -102,6 +102,8 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
             description = (
                 None if obj else _("Only for a %(provider)s channel.") % {"provider": backend.label}
             )
+            if obj and not self.has_change_permission(request, obj):
+                names = []  # write-only inputs: a viewer sees the stored values' ends only
             fields = ["stored_credentials", *names] if obj else names
             classes = [f"provider-credentials provider-{kind}"]
             fieldsets.append(

@@ -118,6 +118,10 @@ class AppCredentialsAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: AppCredentials | None = None) -> Any:
         fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            # A viewer cannot type a new secret: the write-only input would read "None".
+            first = [name for name in fieldsets[0][1]["fields"] if name != "new_client_secret"]
+            return [(None, {"fields": first}), *fieldsets[1:]]
         if obj is not None:
             return fieldsets
         # A new app has no stored secret to show: one required client_secret field.
