@@ -86,7 +86,9 @@ def finish(query: QueryDict, client_id: str, session: SessionBase, user_id: int)
     server = _auth_server(answer)
     if not answer.code:
         raise CallbackRefused(_("The answer from Bitrix24 carries no code. Press Connect again."))
+    started, began = timezone.now(), time.monotonic()
     grant = _exchange(state, server, answer.code)
+    duration_ms = int((time.monotonic() - began) * 1000)  # the exchange, as the audit log shows
     if answer.member_id and grant.member_id and answer.member_id != grant.member_id:
         log.warning("callback for %r refused: member_id differs from the grant", client_id)
         raise CallbackRefused(
@@ -106,8 +108,8 @@ def finish(query: QueryDict, client_id: str, session: SessionBase, user_id: int)
         reference=state.reference,
         owner_id=user_id,
         token=token,
-        started=timezone.now(),
-        duration_ms=0,
+        started=started,
+        duration_ms=duration_ms,
     )
     return Connected(stored, grants.check_scope(stored))
 

@@ -12,7 +12,15 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from portals.models import AppCredentials, ConnectState, PendingPair, Portal, Token, TokenStatus
+from portals.models import (
+    AppCredentials,
+    ConnectState,
+    PendingPair,
+    Portal,
+    RefreshAttempt,
+    Token,
+    TokenStatus,
+)
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PORTAL
 
 pytestmark = pytest.mark.django_db
@@ -227,3 +235,11 @@ def test_a_cancelled_or_expired_pending_reconnect_stores_nothing(admin_client, a
     assert "no longer waiting" in admin_client.get(second["Location"]).content.decode()
     token.refresh_from_db()
     assert token.version == 1 and token.portal.member_id != "f" * 32
+
+
+def test_the_code_exchange_is_recorded_with_its_duration(admin_client, app, fake_bitrix):
+    query = start_new(admin_client, app)
+    fake_bitrix.latency = 0.05  # the token endpoint answers after 50 ms
+    callback(admin_client, authorize(fake_bitrix, query))
+    attempt = RefreshAttempt.objects.get(kind="code_exchange")
+    assert attempt.outcome == "success" and attempt.duration_ms >= 50
