@@ -213,3 +213,15 @@ def test_the_install_page_speaks_the_portals_language(
     response = post(client, f"{INSTALL}?DOMAIN={query['DOMAIN']}&LANG={lang}", form)
     html = response.content.decode()
     assert words in html and f'<html lang="{html_lang}">' in html
+
+
+def test_an_installed_tokens_page_shows_its_user_endpoint_and_that_no_one_owns_it(
+    client, sender, portal, admin_client
+):
+    query, form = sender.frame(portal)
+    post(client, f"{INSTALL}?DOMAIN={query['DOMAIN']}&LANG=en", form)
+    token = Token.objects.get()
+    assert token.user_id and token.client_endpoint  # filled from the install's app.info
+    html = admin_client.get(f"/admin/portals/token/{token.pk}/change/").content.decode()
+    assert token.client_endpoint in html
+    assert 'id="no-owner"' in html and "name no person" in html
