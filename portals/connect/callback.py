@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
 from django.http import QueryDict
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
@@ -80,7 +80,8 @@ def finish(query: QueryDict, client_id: str, session: SessionBase, user_id: int)
     try:
         state = states.consume(answer.state, session, user_id, client_id)
     except states.StateRefused as err:
-        log.warning("callback for %r refused: %s", client_id, err.reason)
+        with translation.override("en"):  # logs are English, whoever's browser answered
+            log.warning("callback for %r refused: %s", client_id, str(err.reason))
         raise CallbackRefused(str(err), err.status) from None
     domain = _answered_domain(answer, state)
     server = _auth_server(answer)

@@ -1,6 +1,7 @@
 """Connecting through the OAuth redirect with a state: the Connect buttons, the fake portal's
 authorize page and the callback at /bitrix/<client_id>/callback/, and every refusal."""
 
+import logging
 from datetime import timedelta
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
@@ -243,3 +244,14 @@ def test_the_code_exchange_is_recorded_with_its_duration(admin_client, app, fake
     callback(admin_client, authorize(fake_bitrix, query))
     attempt = RefreshAttempt.objects.get(kind="code_exchange")
     assert attempt.outcome == "success" and attempt.duration_ms >= 50
+
+
+def test_a_refusal_is_shown_in_russian_and_logged_in_english(
+    admin_client, app, fake_bitrix, caplog
+):
+    admin_client.cookies["django_language"] = "ru"
+    path = authorize(fake_bitrix, {"client_id": CLIENT_ID, "response_type": "code"})
+    with caplog.at_level(logging.WARNING, logger="portals.connect.callback"):
+        response = callback(admin_client, path)
+    assert "В ответе Битрикс24 нет state" in unescape(response.content.decode())
+    assert "carries no state" in caplog.text and "Битрикс24" not in caplog.text
