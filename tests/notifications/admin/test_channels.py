@@ -120,6 +120,17 @@ def test_send_test_message_shows_the_providers_answer(admin_client, fakes):
     assert channel.enabled and "bot was blocked" in channel.last_error  # a test disables nothing
 
 
+def test_a_test_messages_refusal_is_said_in_russian(admin_client, fakes):
+    channel = make_channel("telegram", language="ru")
+    admin_client.cookies["django_language"] = "ru"
+    fakes.telegram.fail_next("bot_blocked")
+    page = act(admin_client, "send_test_message", channel)
+    said = re.search(r'<ul class="messagelist">(.*?)</ul>', page, re.S).group(1)
+    assert "Ответ Telegram: «bot was blocked by the user» (403)." in said
+    assert "Попросите получателя разблокировать бота" in said and "Ask the" not in said
+    assert "тестовое сообщение" in fakes.telegram.requests[0].body["text"]  # the channel's
+
+
 def test_a_channel_disabled_by_an_error_shows_why_and_enable_clears_it(admin_client, broker_url):
     channel = make_channel(
         "twilio", enabled=False, disabled_reason="Twilio says: Authenticate (20003).",
