@@ -59,6 +59,22 @@ DJANGO_TITLES = (
     gettext_noop("Add %(name)s"),
     gettext_noop("Add another %(verbose_name)s"),
 )
+# Django's Russian admin texts quote names as “name“ (mismatched quotes): ours use «name».
+DJANGO_QUOTED = (
+    gettext_noop("Added “%(object)s”."),
+    gettext_noop("Changed “%(object)s” — %(changes)s"),
+    gettext_noop("Deleted “%(object)s.”"),
+    gettext_noop("Added {name} “{object}”."),
+    gettext_noop("Changed {fields} for {name} “{object}”."),
+    gettext_noop("Deleted {name} “{object}”."),
+    gettext_noop("Hold down “Control”, or “Command” on a Mac, to select more than one."),
+    gettext_noop("The {name} “{obj}” was added successfully. You may add another {name} below."),
+    gettext_noop("The {name} “{obj}” was changed successfully. You may edit it again below."),
+    gettext_noop("The {name} “{obj}” was changed successfully. You may add another {name} below."),
+    gettext_noop("The {name} “{obj}” was changed successfully."),
+    gettext_noop("The %(name)s “%(obj)s” was deleted successfully."),
+    gettext_noop("%(name)s with ID “%(key)s” doesn’t exist. Perhaps it was deleted?"),
+)
 # cron_descriptor's catalogue for each of our languages.
 CRON_LOCALES = {"ru": "ru_RU", "en": "en_US"}
 

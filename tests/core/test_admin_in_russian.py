@@ -70,6 +70,12 @@ class VisibleText(HTMLParser):
             self.parts.append(data)
 
 
+def visible_text(html: str) -> str:
+    parser = VisibleText()
+    parser.feed(html)
+    return " ".join(parser.parts)
+
+
 def english_words(html: str, allowed: set[str]) -> set[str]:
     parser = VisibleText()
     parser.feed(html)
@@ -138,4 +144,7 @@ def test_every_admin_page_in_russian_has_no_english_word(russian):
         assert '<html lang="ru"' in page.content.decode(), url
         if words := english_words(page.content.decode(), allowed):
             found[url] = words
+        text = visible_text(page.content.decode())
+        # Matching quotes: «…» (Django's own Russian texts had “…“).
+        assert "“" not in text and text.count("«") == text.count("»"), url
     assert not found, "\n".join(f"{url}: {sorted(words)}" for url, words in found.items())
