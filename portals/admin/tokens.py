@@ -251,7 +251,7 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-            "<td>{} ms</td></tr>",
+            "<td>{}</td></tr>",
             (
                 (
                     when(a.started_at),
@@ -260,7 +260,7 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
                     a.error_code or EMPTY,
                     a.error_description or EMPTY,
                     a.http_status or EMPTY,
-                    a.duration_ms,
+                    _("%(n)d ms") % {"n": a.duration_ms},
                 )
                 for a in attempts
             ),
