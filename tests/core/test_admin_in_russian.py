@@ -23,8 +23,8 @@ ALLOWED = {
     *"access_token auth_id auth_expires refresh_id server_endpoint client_endpoint".split(),
     *"user_id domain lang get_access_token bearer authorization curl python".split(),
     *"celery django axes beat onappinstall onappuninstall onappupdate".split(),
-    *"crm user task get proxy ip".split(),
-    *"ac mg".split(),  # Twilio's Account SID and Messaging Service SID begin so (AC…, MG…)  # HTTP verbs and the API key scopes' own names
+    *"crm user task get proxy ip".split(),  # HTTP verbs and the API key scopes' own names
+    *"ac mg".split(),  # Twilio's Account SID and Messaging Service SID begin so (AC…, MG…)
     # The providers' own names for their settings and screens, as staff find them there.
     *"account sid auth messaging service settings smtp info developers access bird".split(),
     *"selzy getlists enterprise start from redirect uri callback spf dkim live botfather".split(),
