@@ -9,7 +9,7 @@ that makemessages keeps them in our locale/, which Django reads first).
 from axes.models import AccessAttemptExpiration
 from django.contrib.auth.models import Group
 from django.utils import translation
-from django.utils.translation import gettext, gettext_lazy, gettext_noop, ngettext
+from django.utils.translation import gettext, gettext_lazy, gettext_noop, ngettext, ngettext_lazy
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, cronexp
 
 # The names of rows our migrations make (portals/beat.py, notifications/beat.py, ops/beat.py,
@@ -74,6 +74,16 @@ DJANGO_QUOTED = (
     gettext_noop("The {name} “{obj}” was changed successfully."),
     gettext_noop("The %(name)s “%(obj)s” was deleted successfully."),
     gettext_noop("%(name)s with ID “%(key)s” doesn’t exist. Perhaps it was deleted?"),
+)
+# Django's admin messages that put a count before a model's plural name ("3 инциденты") or
+# a gendered verb after it: ours say "Удалено: 3 (инциденты)".
+DJANGO_COUNTS = (
+    gettext_noop("Successfully deleted %(count)d %(items)s."),
+    gettext_noop("Cannot delete %(name)s"),
+    ngettext_lazy(
+        "%(count)s %(name)s was changed successfully.",
+        "%(count)s %(name)s were changed successfully.",
+    ),
 )
 # cron_descriptor's catalogue for each of our languages.
 CRON_LOCALES = {"ru": "ru_RU", "en": "en_US"}
