@@ -34,12 +34,24 @@ def claim_due_tokens(now: datetime | None = None, limit: int | None = None) -> l
 
 
 def sweep(now: datetime | None = None) -> int:
-    """Claim due tokens and enqueue a refresh task for each; returns how many."""
+    """Claim due tokens and enqueue a refresh task for each; returns how many. Claims whose
+    task was not enqueued (the broker went away mid-sweep) are released at once, so the next
+    sweep enqueues them instead of skipping them until the claims expire."""
     ids = claim_due_tokens(now)
-    # One connection and producer for all of them (a catch-up enqueues thousands).
-    publish.send_many(
-        REFRESH_TASK, [(token_id,) for token_id in ids], expires=settings.REFRESH_TASK_EXPIRES
-    )
+    sent = 0
+    try:
+        if ids:
+            # One connection and producer for all of them, every wait bounded.
+            with publish.producer() as producer:
+                for token_id in ids:
+                    expires = settings.REFRESH_TASK_EXPIRES
+                    publish.send(REFRESH_TASK, (token_id,), expires=expires, producer=producer)
+                    sent += 1
+    finally:
+        if sent < len(ids):
+            state.release_sweep_claims(ids[sent:])
+            log.warning("sweep: %d refresh(es) not enqueued; their claims are released",
+                        len(ids) - sent)  # fmt: skip
     if ids:
         log.info("sweep: enqueued %d token refresh(es)", len(ids))
     return len(ids)
