@@ -33,6 +33,11 @@ COUNTERS = {
         ["provider", "status"],
     ),
     metrics.REST_CALLS_TOTAL: ("Bitrix24 REST calls, by outcome.", ["outcome"]),
+    metrics.RENEWALS_TOTAL: (
+        "Renewals of a token a consumer said the portal refused (renew, the REST proxy), by "
+        "outcome: refreshed, joined, already_renewed, limited, failed.",
+        ["outcome"],
+    ),
 }
 
 

@@ -38,6 +38,7 @@ REFRESH_FAILURES_TOTAL = "b24keeper_refresh_failures_total"
 REFRESH_DURATION = "b24keeper_refresh_duration_seconds"
 DELIVERIES_TOTAL = "b24keeper_deliveries_total"
 REST_CALLS_TOTAL = "b24keeper_rest_calls_total"
+RENEWALS_TOTAL = "b24keeper_renewals_total"
 
 # Seconds; a Bitrix24 call is cut at BITRIX_CONNECT_TIMEOUT + BITRIX_READ_TIMEOUT (20 s).
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, float("inf"))
