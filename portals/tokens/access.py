@@ -150,6 +150,14 @@ def refresh_token(token: Token, kind: str, *, wait: bool) -> Token | None:
             return _after_failed_peer(token)
 
 
+@sensitive_variables()
+def refresh_claimed(token: Token, kind: str, *, interrupted: bool) -> Token:
+    """Refresh `token`, whose refresh claim the caller took with the row
+    (state.claim_scheduled: the sweep's task), after replaying this machine's journal."""
+    bind_token(token.reference)  # JSON log lines name the token
+    return _refresh_claimed(token, kind, interrupted=interrupted)
+
+
 def ensure_usable(token: Token) -> None:
     if token.status == TokenStatus.CONFIG_ERROR:
         raise TokenConfigurationError(token.last_error, _setting_named(token.last_error))
