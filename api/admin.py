@@ -163,7 +163,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 "key": key,
                 "example_url": f"{settings.SITE_URL}/api/tokens/{self._example_reference(obj)}/",
                 "reads_tokens": "token" in split_words(obj.scopes),
-                "webhooks": self._webhooks(obj, key) if key and "proxy" in split_words(obj.scopes) else [],
+                "webhooks": (
+                    self._webhooks(obj, key) if key and "proxy" in split_words(obj.scopes) else []
+                ),
             },
         )
         response["Cache-Control"] = "no-store"
