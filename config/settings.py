@@ -161,6 +161,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en")
 LANGUAGES = [("en", "English"), ("ru", "Русский")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# The language staff choose in the admin's header is remembered for a year (a cookie).
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 # Every page shows dates one way, in both languages (config/formats/).
 FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")

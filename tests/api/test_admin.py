@@ -96,7 +96,7 @@ def test_viewers_see_keys_but_cannot_create_change_or_revoke_them(client, viewer
 
 
 def test_a_new_proxy_key_shows_its_ready_webhook_url(client, manager, token, settings):
-    page = client.post(ADD, add_form(token, scopes="proxy", methods="crm.lead.*"))
+    page = client.post(ADD, add_form(token, scopes="proxy", methods="crm.lead.*"), follow=True)
     html = page.content.decode()
     api_key = ApiKey.objects.get()
     key = html.split('id="api-key"', 1)[1].split(">", 1)[1].split("<", 1)[0]
