@@ -40,7 +40,17 @@ from _setup import (
     setup_django,
 )
 
-PORT = 8765
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# BENCH_PORT, or one the system says is free: two runs (or a test run) never share it.
+PORT = int(os.environ.get("BENCH_PORT") or _free_port())
 ROUNDS = 10
 
 

@@ -105,6 +105,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A refused page: the admin-styled 403 naming the permission, no traceback in the log.
+    "core.denied.PermissionDeniedPage",
     # Last, as django-axes requires: it turns a lockout into its 429 answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -401,6 +403,11 @@ LOGGING = {
 # "Authorization: Bearer <METRICS_TOKEN>". Empty: only logged-in staff with the view
 # permission (portals.view_token) may read them.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Each process adds its counters up in memory and writes them this often (seconds) and when it
+# stops; a SIGKILLed process loses at most that many seconds of counts. 0: every event at once.
+METRICS_FLUSH_SECONDS = env.float("METRICS_FLUSH_SECONDS", default=10.0)
+if METRICS_FLUSH_SECONDS < 0:
+    raise ImproperlyConfigured("METRICS_FLUSH_SECONDS must be 0 (write at once) or more.")
 # Seconds the health checks may take (they run at once); GET /health/ answers within about
 # that, and under 2 s at the maximum of 1.5.
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=1.5)

@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from core.dbclock import DbNow
 from encryption.fields import EncryptedTextField
 from portals.bitrix import authservers
 from portals.bitrix.errors import ConfigurationError
@@ -27,7 +28,7 @@ class Portal(models.Model):
         ),
     )
     member_id = models.CharField(
-        "member_id",
+        _("member_id"),
         max_length=32,
         unique=True,
         null=True,
@@ -98,16 +99,16 @@ class AppCredentials(models.Model):
 
     name = models.CharField(_("display name"), max_length=200)
     client_id = models.CharField(
-        "client_id",
+        _("client_id"),
         max_length=50,
         unique=True,
         help_text=_("From the application's card in Bitrix24, e.g. local.6a1b2c3d4e5f60.48151623."),
     )
     client_secret = EncryptedTextField(
-        "client_secret", help_text=_("Stored encrypted; shown only as its last 4 characters.")
+        _("client_secret"), help_text=_("Stored encrypted; shown only as its last 4 characters.")
     )
     scope = models.CharField(
-        "scope", max_length=500, help_text=_("Comma-separated scope codes, e.g. crm,user,task.")
+        _("scope"), max_length=500, help_text=_("Comma-separated scope codes, e.g. crm,user,task.")
     )
     refresh_policy = models.CharField(
         _("refresh policy"),
@@ -219,25 +220,26 @@ class TokenQuerySet(models.QuerySet):
     def refreshable(self) -> "TokenQuerySet":
         return self.filter(status__in=REFRESHABLE_STATUSES)
 
-    def scheduled(self, now: datetime | None = None) -> "TokenQuerySet":
-        """Tokens whose next refresh time has come and that no sweep has claimed."""
-        now = now or timezone.now()
+    def scheduled(self, now: "datetime | DbNow | None" = None) -> "TokenQuerySet":
+        """Tokens whose next refresh time has come and that no sweep has claimed (by the
+        database's clock unless `now` is given)."""
+        now = DbNow() if now is None else now
         return (
             self.filter(status__in=SCHEDULED_STATUSES)
             .filter(next_refresh_at__lte=now)
             .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         )
 
-    def interrupted(self, now: datetime | None = None) -> "TokenQuerySet":
+    def interrupted(self, now: "datetime | DbNow | None" = None) -> "TokenQuerySet":
         """Tokens whose refresh claim is older than TOKEN_REFRESH_LEASE: its process died
         mid-call, maybe after Bitrix rotated. Due at once, whatever their schedule or a lost
         task's sweep claim says, so a dead refresh is found within a lease and a sweep."""
-        now = now or timezone.now()
+        now = DbNow() if now is None else now
         return self.filter(
             status__in=SCHEDULED_STATUSES, refresh_started_at__lt=now - refresh_lease()
         )
 
-    def due(self, now: datetime | None = None) -> "TokenQuerySet":
+    def due(self, now: "datetime | DbNow | None" = None) -> "TokenQuerySet":
         return self.scheduled(now) | self.interrupted(now)
 
 
@@ -277,7 +279,7 @@ class Token(models.Model):
     # The per-install secret Bitrix24 sends with every event of this app on this portal
     # (docs/bitrix24-protocol.md §6.2): it authenticates ONAPPUPDATE and ONAPPUNINSTALL.
     application_token = EncryptedTextField(
-        "application_token",
+        _("application_token"),
         blank=True,
         help_text=_("Sent by Bitrix24 on install; proves later events genuine. Stored encrypted."),
     )
@@ -291,15 +293,15 @@ class Token(models.Model):
         help_text=_("What Bitrix24 says this token may do (app.info after connecting)."),
     )
     client_endpoint = models.URLField(
-        "client_endpoint", blank=True, help_text=_("The portal's REST root.")
+        _("client_endpoint"), blank=True, help_text=_("The portal's REST root.")
     )
     server_endpoint = models.URLField(
-        "server_endpoint",
+        _("server_endpoint"),
         blank=True,
         help_text=_("The authorization server's REST root; refreshes go there."),
     )
     user_id = models.PositiveIntegerField(
-        "user_id", null=True, blank=True, help_text=_("The portal user this token acts as.")
+        _("user_id"), null=True, blank=True, help_text=_("The portal user this token acts as.")
     )
     app_status = models.CharField(
         _("app status"),

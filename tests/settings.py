@@ -20,6 +20,9 @@ os.environ.setdefault("BITRIX_ALLOW_HTTP", "true")
 # the binding turn it on, for portals the fake serves (tests/portals/connect/test_eventbind.py).
 os.environ.setdefault("BITRIX_BIND_EVENTS", "false")
 os.environ.setdefault("DEBUG", "false")
+# Counters written at once, so a test reads what it just counted (and a test's transaction
+# holds its counts); tests/ops/record/test_metrics.py runs the buffered flush in processes.
+os.environ.setdefault("METRICS_FLUSH_SECONDS", "0")
 
 from config.settings import *  # noqa: F403
 
@@ -28,3 +31,15 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+
+# A process whose clock is off (issue 16, clock skew): B24K_TEST_CLOCK_SKEW seconds are added to
+# what this process believes the time is, as `faketime` would; the database's clock is untouched.
+if _skew := float(os.environ.get("B24K_TEST_CLOCK_SKEW", "0")):
+    import time
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    _real_time, _real_now = time.time, timezone.now
+    time.time = lambda: _real_time() + _skew
+    timezone.now = lambda: _real_now() + timedelta(seconds=_skew)

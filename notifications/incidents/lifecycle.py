@@ -46,9 +46,15 @@ def needs_new_alert(incident: Incident, code: str, permanent: bool) -> bool:
     return not incident.permanent or code.lower() != incident.error_code.lower()
 
 
-def open_incident(token: "Token", *, code: str, message: str, permanent: bool) -> Incident:
-    """Open the token's incident, or count a repeat on the one already open."""
+def open_incident(token: "Token", *, code: str, message: str, permanent: bool) -> Incident | None:
+    """Open the token's incident, or count a repeat on the one already open; None when a
+    newer pair was stored since the failure (the token moved on: nothing to open)."""
     with transaction.atomic():
+        # The token's row, locked at the version that failed: a pair stored meanwhile moved
+        # the version (nothing to open), and a pair stored after this waits for our commit and
+        # then sees the incident it must resolve (portals.tokens.state.finish_success).
+        if not _still_at(token):
+            return None
         # The lock makes "what it was" and "what it is now" one step: two failures of the
         # same token at once cannot both (or neither) see the change of severity.
         incident = (
@@ -79,6 +85,13 @@ def open_incident(token: "Token", *, code: str, message: str, permanent: bool) -
         return open_incident(token, code=code, message=message, permanent=permanent)
     _send_on_commit(incident_opened, incident)
     return incident
+
+
+def _still_at(token: "Token") -> bool:
+    from portals.models import Token
+
+    rows = Token.objects.select_for_update().filter(pk=token.pk, version=token.version)
+    return bool(list(rows.values_list("pk", flat=True)))
 
 
 def resolve_for_token(token: "Token", *, recovered: bool = True) -> int:

@@ -45,6 +45,7 @@ class DatabaseCollector:
     """Reads everything in a handful of queries per scrape."""
 
     def collect(self) -> Iterator[Metric]:
+        metrics.flush()  # this process's own counts first (the others flush on their interval)
         totals = _totals()
         yield _tokens()
         for name, (documentation, labels) in COUNTERS.items():

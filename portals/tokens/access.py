@@ -32,9 +32,9 @@ from typing import Literal, overload
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from core import dbclock
 from core.logging import bind_token
 from portals.bitrix.errors import ConfigurationError, OAuthError, status_for
 from portals.bitrix.oauth import BitrixOAuthClient, auth_server_from_endpoint
@@ -80,7 +80,9 @@ def fresh_token(reference: str, min_ttl: int = 300, *, pk: int | None = None) ->
     token = load_access(pk=pk) if pk is not None else load_access(reference=reference)
     if token.status not in REFRESHABLE_STATUSES or not token.access_token:
         ensure_usable(token)
-    fresh = token.expires_at and token.expires_at - timezone.now() > timedelta(seconds=min_ttl)
+    # Judged on the database's clock (read with the row): a consumer whose clock is behind
+    # must not serve a token the portal already refuses.
+    fresh = token.expires_at and token.expires_at - db_now(token) > timedelta(seconds=min_ttl)
     # A refresh that died mid-call may have made the stored pair dead at Bitrix: never serve
     # it as if nothing happened; refreshing now finds out (and restores or escalates).
     if fresh and not lease_is_stale(token):
@@ -176,13 +178,20 @@ def _setting_named(message: str) -> str:
 
 
 def _still_good(token: Token) -> bool:
-    return bool(token.expires_at and token.expires_at - timezone.now() > STILL_GOOD)
+    return bool(token.expires_at and token.expires_at - db_now(token) > STILL_GOOD)
+
+
+def db_now(token: Token) -> datetime:
+    """The database's time when `token` was read (portals.tokens.load), or now."""
+    return getattr(token, "db_now", None) or dbclock.now()
 
 
 def lease_is_stale(token: Token) -> bool:
+    """Whether the refresh claim looked dead when the row was read, by the database's clock
+    (state.claim_refresh judges it again, in the database, when taking it over)."""
     started = token.refresh_started_at
     lease = timedelta(seconds=settings.TOKEN_REFRESH_LEASE)
-    return started is not None and timezone.now() - started > lease
+    return started is not None and db_now(token) - started > lease
 
 
 def _after_failed_peer(token: Token) -> Token:
@@ -196,7 +205,7 @@ def _after_failed_peer(token: Token) -> Token:
 
 
 def _refresh_claimed(token: Token, kind: str, *, interrupted: bool) -> Token:
-    started = token.refresh_started_at or timezone.now()
+    started = token.refresh_started_at or db_now(token)
     if interrupted:
         log.warning("token %s: the previous refresh was interrupted mid-call", token.reference)
         history.record_interrupted(token, kind, started)
@@ -238,6 +247,6 @@ def _handle_failure(
     if err.permanent:
         state.record_failure(token, kind, err, started, duration_ms, status=status_for(err))
     else:
-        next_at = schedule.next_attempt_after_failure(token.failure_count + 1, timezone.now())
+        next_at = schedule.next_attempt_after_failure(token.failure_count + 1, db_now(token))
         state.record_failure(token, kind, err, started, duration_ms, next_refresh_at=next_at)
     raise err

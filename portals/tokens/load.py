@@ -1,10 +1,12 @@
 """Reading a token for the refresh flow: with its portal and app, or (the hot path of
 get_access_token) with only what serving its access token needs. A token whose secrets cannot
 be decrypted is recorded as a configuration error (portals.tokens.state) and raised as
-TokenConfigurationError; an unknown one is TokenNotFound."""
+TokenConfigurationError; an unknown one is TokenNotFound. Every token read here carries
+`db_now`, the database's time when it was read."""
 
 from django.db.models import QuerySet
 
+from core.dbclock import DbNow
 from encryption.crypto import DecryptionError
 from portals.bitrix.errors import ConfigurationError
 from portals.models import Token
@@ -26,7 +28,9 @@ def load_access(**lookup: object) -> Token:
 
 def _load(rows: "QuerySet[Token]", lookup: dict[str, object]) -> Token:
     try:
-        return rows.get(**lookup)
+        # `db_now`: the database's clock, read with the row, is what freshness and the refresh
+        # lease are judged by (core.dbclock), never this process's clock.
+        return rows.annotate(db_now=DbNow()).get(**lookup)
     except Token.DoesNotExist:
         what = ", ".join(f"{key} “{value}”" for key, value in lookup.items())
         raise TokenNotFound(f"No token with {what}: check the reference.") from None

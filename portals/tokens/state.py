@@ -26,6 +26,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from core.dbclock import DbNow
 from portals import addresses
 from portals.bitrix import authservers
 from portals.bitrix.errors import ConfigurationError, OAuthError
@@ -37,6 +38,7 @@ from portals.models import (
     RefreshAttempt,
     Token,
     TokenStatus,
+    refresh_lease,
 )
 from portals.tokens import schedule, signals
 from portals.tokens.history import record_attempt
@@ -51,16 +53,21 @@ STAFF_FIELDS = frozenset({"reference", "owner", "owner_id", "notes"})
 # --- A refresh: the claim, the pair, what follows -------------------------------------------
 def claim_refresh(token: Token) -> bool:
     """Compare-and-set the refresh stamp: exactly one caller wins (a live stamp, or a version
-    that moved, makes the UPDATE touch nothing)."""
+    that moved, makes the UPDATE touch nothing). Whether a stamp is stale (older than
+    TOKEN_REFRESH_LEASE) is judged by the database's clock, as is the new stamp: a process
+    whose clock runs ahead cannot take over a live claim."""
     claimable = Token.objects.filter(pk=token.pk, version=token.version)
     if token.refresh_started_at is None:
         claimable = claimable.filter(refresh_started_at__isnull=True)
     else:
-        claimable = claimable.filter(refresh_started_at=token.refresh_started_at)
-    started = timezone.now()
-    if claimable.update(refresh_started_at=started) != 1:
+        claimable = claimable.filter(
+            refresh_started_at=token.refresh_started_at,
+            refresh_started_at__lt=DbNow() - refresh_lease(),
+        )
+    if claimable.update(refresh_started_at=DbNow()) != 1:
         return False
-    token.refresh_started_at = started
+    # The stamp's value is only reported (the attempt's start); the claim is the row's.
+    token.refresh_started_at = getattr(token, "db_now", None) or timezone.now()
     return True
 
 
@@ -75,7 +82,7 @@ def store_pair(token_id: int, from_version: int, grant: TokenGrant) -> bool:
         version=F("version") + 1,
         status=Case(reactivate, default=F("status")),
         refresh_started_at=None,
-        last_refreshed_at=timezone.now(),
+        last_refreshed_at=DbNow(),
     )
     return updated == 1
 
@@ -85,15 +92,19 @@ def keep_claim_alive(token: Token) -> None:
     presumes the refresh dead and tries the refresh token Bitrix has already replaced."""
     Token.objects.filter(pk=token.pk, version=token.version).exclude(
         refresh_started_at=None
-    ).update(refresh_started_at=timezone.now())
+    ).update(refresh_started_at=DbNow())
 
 
 @sensitive_variables()
 def finish_success(token_id: int, grant: TokenGrant, *, recovered: bool) -> Token:
-    """Everything after the pair: endpoints, counters, the next refresh time; with `recovered`
-    (the token was failing), announced as a recovery."""
-    token = Token.objects.select_related("portal", "app").defer(*SECRETS).get(pk=token_id)
-    now = timezone.now()
+    """Everything after the pair: endpoints, counters, the next refresh time. A recovery is
+    announced when the caller knew the token was failing (`recovered`) or when the row, read
+    after the pair was stored, says so: another process may have recorded a failure (and
+    opened an incident) while this one's pair was on its way, and only the database knows."""
+    rows = Token.objects.select_related("portal", "app").defer(*SECRETS)
+    token = rows.annotate(db_now=DbNow()).get(pk=token_id)
+    recovered = recovered or token.failure_count > 0 or token.failing_since is not None
+    now = token.db_now  # the schedule is the database's clock's, like the sweep that reads it
     changes = {
         "client_endpoint": grant.client_endpoint or token.client_endpoint,
         "user_id": grant.user_id or token.user_id,
@@ -133,7 +144,7 @@ def record_failure(
         next_refresh_at = schedule.next_attempt_after_failure(token.failure_count + 1, started)
     now = timezone.now()
     message = error.message()[:2000]
-    Token.objects.filter(pk=token.pk, version=token.version).update(
+    recorded = Token.objects.filter(pk=token.pk, version=token.version).update(
         status=status,
         refresh_started_at=None,
         claimed_until=None,
@@ -144,6 +155,11 @@ def record_failure(
         last_failure_at=now,
         next_refresh_at=next_refresh_at,
     )
+    if not recorded:
+        # A newer pair was stored meanwhile (the version moved): this failure was about the
+        # pair it replaced, and the token is fine. Nothing to record, nobody to alert.
+        log.info("token %s: a failure of a replaced pair is ignored", token)
+        return
     token.status, token.failure_count = status, token.failure_count + 1
     token.failing_since, token.last_failure_at = token.failing_since or now, now
     token.last_error_code, token.last_error = error.code[:100], message
@@ -168,16 +184,18 @@ def record_unreadable(token: Token, error: ConfigurationError) -> None:
 
 
 # --- The sweep's claims -----------------------------------------------------------------------
-def claim_due(now: datetime, limit: int) -> list[int]:
-    """Claim up to `limit` due tokens for the sweep, most overdue first; their ids."""
+def claim_due(now: datetime | None, limit: int) -> list[int]:
+    """Claim up to `limit` due tokens for the sweep, most overdue first; their ids. Due-ness
+    and the claim are judged on the database's clock unless a test passes `now`."""
+    at = DbNow() if now is None else now
     # The claim outlives the task's expiry, so a task lost with a broker is retried by a later
     # sweep, never while it may still run.
-    claimed_until = now + timedelta(seconds=settings.REFRESH_TASK_EXPIRES + 60)
+    claimed_until = at + timedelta(seconds=settings.REFRESH_TASK_EXPIRES + 60)
     with transaction.atomic():
         # Two queries, each on its own partial index: interrupted refreshes (a handful) first,
         # then the schedule, most overdue first.
-        ids = _lock(Token.objects.interrupted(now), limit)
-        ids += _lock(Token.objects.scheduled(now).exclude(pk__in=ids), limit - len(ids))
+        ids = _lock(Token.objects.interrupted(at), limit)
+        ids += _lock(Token.objects.scheduled(at).exclude(pk__in=ids), limit - len(ids))
         if ids:
             Token.objects.filter(pk__in=ids).update(claimed_until=claimed_until)
     return ids

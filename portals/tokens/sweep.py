@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.utils import timezone
 
 from core import publish
+from core.dbclock import DbNow
 from portals.bitrix.errors import OAuthError
 from portals.models import SCHEDULED_STATUSES, RefreshAttempt, Token, refresh_lease
 from portals.tokens import state
-from portals.tokens.access import refresh_token
+from portals.tokens.access import db_now, refresh_token
 from portals.tokens.errors import TokenError, TokenNotFound
 from portals.tokens.load import load
 
@@ -30,14 +30,16 @@ REFRESH_TASK = "portals.tasks.refresh_due_token"
 
 def claim_due_tokens(now: datetime | None = None, limit: int | None = None) -> list[int]:
     """Claim up to `limit` due tokens, most overdue first, and return their ids."""
-    return state.claim_due(now or timezone.now(), limit or settings.REFRESH_MAX_PER_SWEEP)
+    return state.claim_due(now, limit or settings.REFRESH_MAX_PER_SWEEP)
 
 
 def sweep(now: datetime | None = None) -> int:
     """Claim due tokens and enqueue a refresh task for each; returns how many."""
     ids = claim_due_tokens(now)
-    for token_id in ids:
-        publish.send(REFRESH_TASK, (token_id,), expires=settings.REFRESH_TASK_EXPIRES)
+    # One connection and producer for all of them (a catch-up enqueues thousands).
+    publish.send_many(
+        REFRESH_TASK, [(token_id,) for token_id in ids], expires=settings.REFRESH_TASK_EXPIRES
+    )
     if ids:
         log.info("sweep: enqueued %d token refresh(es)", len(ids))
     return len(ids)
@@ -53,14 +55,14 @@ def refresh_if_due(token_id: int, now: datetime | None = None) -> str:
     """
     outcome = "failed"
     try:
-        outcome = _refresh_if_due(token_id, now or timezone.now())
+        outcome = _refresh_if_due(token_id, now)
     finally:
         if outcome != "refreshed":
             _release(token_id)
     return outcome
 
 
-def _refresh_if_due(token_id: int, now: datetime) -> str:
+def _refresh_if_due(token_id: int, now: datetime | None) -> str:
     try:
         token = load(pk=token_id)
     except TokenNotFound:
@@ -70,6 +72,7 @@ def _refresh_if_due(token_id: int, now: datetime) -> str:
         return "failed"
     if token.status not in SCHEDULED_STATUSES:
         return "skipped"
+    now = now or db_now(token)  # the database's clock, read with the row
     interrupted = token.refresh_started_at and token.refresh_started_at < now - refresh_lease()
     if not interrupted and (token.next_refresh_at is None or token.next_refresh_at > now):
         return "not-due"
@@ -94,10 +97,11 @@ def _release(token_id: int) -> None:
 
 
 def lease_remaining(token_id: int) -> float:
-    """Seconds until another process's refresh claim on the token is presumed dead."""
-    started = Token.objects.filter(pk=token_id).values_list("refresh_started_at", flat=True)
-    started_at = started.first()
-    if started_at is None:
+    """Seconds until another process's refresh claim on the token is presumed dead (by the
+    database's clock)."""
+    row = Token.objects.filter(pk=token_id).annotate(db_now=DbNow())
+    found = row.values_list("refresh_started_at", "db_now").first()
+    if found is None or found[0] is None:
         return 0.0
-    lease_end = started_at + timedelta(seconds=settings.TOKEN_REFRESH_LEASE)
-    return max(0.0, (lease_end - timezone.now()).total_seconds())
+    lease_end = found[0] + timedelta(seconds=settings.TOKEN_REFRESH_LEASE)
+    return max(0.0, (lease_end - found[1]).total_seconds())

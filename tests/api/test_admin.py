@@ -38,10 +38,13 @@ def add_form(token, **overrides) -> dict:
 
 
 def test_a_new_key_is_shown_once_and_works(client, manager, token):
-    page = client.post(ADD, add_form(token))
+    created = client.post(ADD, add_form(token))
+    api_key = ApiKey.objects.get()
+    assert created.status_code == 302  # post/redirect/get: a reload never posts again
+    assert created["Location"] == reverse("admin:api_apikey_created", args=[api_key.pk])
+    page = client.get(created["Location"])
     assert page.status_code == 200 and "no-store" in page["Cache-Control"]
     html = page.content.decode()
-    api_key = ApiKey.objects.get()
     key = html.split('id="api-key"', 1)[1].split(">", 1)[1].split("<", 1)[0]
     assert key.startswith(api_key.prefix) and keys.digest(key) == api_key.key_hash
     assert api_key.created_by == manager and list(api_key.tokens.all()) == [token]
@@ -52,6 +55,10 @@ def test_a_new_key_is_shown_once_and_works(client, manager, token):
     change = client.get(reverse("admin:api_apikey_change", args=[api_key.pk]))
     assert key not in change.content.decode() and api_key.prefix in change.content.decode()
     assert key not in client.get(CHANGELIST).content.decode()
+    again = client.get(created["Location"]).content.decode()  # the reload
+    assert key not in again and 'id="key-gone"' in again
+    assert ApiKey.objects.count() == 1
+    assert "b24keeper_new_api_key" not in client.session
 
 
 def test_a_key_must_read_something(client, manager, token):

@@ -1,0 +1,123 @@
+"""Faults on the refresh path, driven through a cuttable TCP proxy between a second process
+(another machine) and the real database: what the database says is what counts."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from notifications.models import Incident
+from portals.bitrix.errors import PermanentOAuthError
+from portals.models import Token, TokenStatus
+from portals.tokens import get_access_token
+from tests.conftest import CLIENT_ID, connect
+from tests.fakes.tcp_proxy import TcpProxy
+from tests.processes import start_python, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def through(proxy: TcpProxy) -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@127.0.0.1:{proxy.port}/{db['NAME']}"
+
+
+def refreshes(fake) -> int:
+    return fake.count("refresh_token")
+
+
+def take_stale_claim(token: Token) -> None:
+    """Machine B, a lease later: the claim looks dead and the token is about to expire."""
+    Token.objects.filter(pk=token.pk).update(
+        refresh_started_at=timezone.now() - timedelta(minutes=5),
+        expires_at=timezone.now() + timedelta(seconds=10),
+    )
+
+
+def test_a_pair_stored_after_another_machine_opened_an_incident_resolves_it(fake_bitrix, tmp_path):
+    token = connect(fake_bitrix)
+    db = connection.settings_dict
+    with TcpProxy(db["HOST"], int(db["PORT"])) as proxy:
+        fake_bitrix.after_grant = lambda params: proxy.cut()
+        machine_a = start_python(
+            "from portals.tokens import refresh\nrefresh('token')\nprint('stored')\n",
+            DATABASE_URL=through(proxy),
+            TOKEN_STORE_RETRY="60",
+            VAR_DIR=str(tmp_path / "machine-a"),
+        )
+        wait_until(lambda: refreshes(fake_bitrix) == 1, 30, "machine A's refresh")
+        fake_bitrix.after_grant = None
+
+        take_stale_claim(token)
+        with pytest.raises(PermanentOAuthError, match="invalid_grant"):
+            get_access_token("token")
+        first = Incident.objects.get(token=token, resolved_at=None)
+        assert Token.objects.get(pk=token.pk).status == TokenStatus.NEEDS_REAUTH
+
+        proxy.heal()  # A's retry now stores the pair Bitrix24 issued to it
+        out, err = machine_a.communicate(timeout=60)
+    assert "stored" in out, err
+
+    token.refresh_from_db()
+    assert token.status == TokenStatus.ACTIVE
+    assert token.refresh_token == fake_bitrix.current_refresh_token(
+        token.portal.member_id, CLIENT_ID
+    )
+    assert not Incident.objects.filter(token=token, resolved_at=None).exists()
+
+    # The token's next real failure alerts: a new incident, not a repeat swallowed by the old.
+    fake_bitrix.revoke_chain(token.refresh_token)
+    Token.objects.filter(pk=token.pk).update(expires_at=timezone.now() + timedelta(seconds=10))
+    with pytest.raises(PermanentOAuthError, match="invalid_grant"):
+        get_access_token("token")
+    second = Incident.objects.get(token=token, resolved_at=None)
+    assert second.pk != first.pk
+
+
+def skewed(seconds: int, code: str, **env: str):
+    """Another process whose clock is `seconds` off the database's."""
+    return start_python(code, B24K_TEST_CLOCK_SKEW=str(seconds), **env)
+
+
+def test_claims_leases_and_freshness_are_judged_on_the_database_clock(fake_bitrix, tmp_path):
+    token = connect(fake_bitrix)
+    release = threading.Event()
+    fake_bitrix.after_grant = lambda params: release.wait(30)
+    # A process 90 s behind holds the refresh claim, its call to Bitrix24 still in flight.
+    behind = skewed(-90, "from portals.tokens import refresh\nrefresh('token')\nprint('A done')\n")
+    try:
+        wait_until(lambda: refreshes(fake_bitrix) == 1, 30, "the refresh in flight")
+        # A process 90 s ahead: by its clock the claim is older than the lease. It must not
+        # take it over (a second refresh with the same refresh token); the token is fresh.
+        ahead = skewed(
+            +90, "from portals.tokens import get_access_token\nprint(get_access_token('token'))\n"
+        )
+        out, err = ahead.communicate(timeout=60)
+        assert ahead.returncode == 0, err
+        assert out.strip() == token.access_token
+    finally:
+        release.set()
+    out, err = behind.communicate(timeout=60)
+    assert "A done" in out, err
+    assert refreshes(fake_bitrix) == 1
+    assert not [r for r in fake_bitrix.token_requests if r["error"]]
+    assert fake_bitrix.max_concurrent_refreshes == 1
+    token.refresh_from_db()
+    assert token.status == TokenStatus.ACTIVE and token.version == 2
+
+    # The access token expired 30 s ago (at Bitrix24 and by the database's clock); a consumer
+    # 90 s behind must refresh it, not serve it.
+    fake_bitrix.after_grant = None
+    fake_bitrix.advance((token.expires_at - timezone.now()).total_seconds() + 30)
+    Token.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=30))
+    consumer = skewed(
+        -90,
+        "from portals.tokens import get_access_token\n"
+        "print(get_access_token('token', min_ttl=30))\n",
+    )
+    out, err = consumer.communicate(timeout=60)
+    assert consumer.returncode == 0, err
+    assert fake_bitrix.access_token_valid(out.strip())
+    assert refreshes(fake_bitrix) == 2
