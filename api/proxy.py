@@ -39,6 +39,7 @@ from portals.models import Token
 from portals.rest import TokenKeeper, credential_of
 from portals.tokens import RefreshBusy, RenewLimited, TokenError, TokenNotFound, TokenUnavailable
 from portals.tokens.access import fresh_token
+from portals.tokens.load import load_access
 from portals.tokens.renew import digest, renew_row
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def _call(request: HttpRequest, token_id: int, key: str, method: str) -> HttpRes
         )
     if not api_key.may_use(token_id):  # the same answer as for no such token: no probing
         raise _no_token(token_id)
-    return _send(_token(token_id), method, outgoing)
+    return _send(_credential(token_id), method, outgoing)
 
 
 def _authorize(request: HttpRequest, key: str) -> KeyInfo:
@@ -132,6 +133,31 @@ def _no_token(token_id: int) -> ProxyError:
     )
 
 
+# token id -> (time.monotonic() when read, its credential): a busy proxy reads a token's row
+# (one query, and the access token decrypted) at most once per CREDENTIAL_SECONDS per process.
+# A token renewed elsewhere meanwhile costs one refused call here, and the renewal then finds
+# the new token without refreshing; a token disabled meanwhile is served that long at most.
+_credentials: dict[int, tuple[float, Credential]] = {}
+CREDENTIAL_SECONDS = 1.0
+
+
+@sensitive_variables()
+def _credential(token_id: int) -> Credential:
+    now = time.monotonic()
+    cached = _credentials.get(token_id)
+    if cached is not None and now - cached[0] < CREDENTIAL_SECONDS:
+        return cached[1]
+    credential = credential_of(_token(token_id))
+    _remember(token_id, credential, now)
+    return credential
+
+
+def _remember(token_id: int, credential: Credential, now: float | None = None) -> None:
+    if len(_credentials) >= 10_000:  # bounded: start over rather than grow
+        _credentials.clear()
+    _credentials[token_id] = (time.monotonic() if now is None else now, credential)
+
+
 @sensitive_variables()
 def _token(token_id: int) -> Token:
     try:
@@ -151,8 +177,7 @@ def _token_error(err: Exception) -> ProxyError:
 
 
 @sensitive_variables()
-def _send(token: Token, method: str, outgoing: Outgoing) -> HttpResponse:
-    credential = credential_of(token)
+def _send(credential: Credential, method: str, outgoing: Outgoing) -> HttpResponse:
     deadline = time.monotonic() + settings.BITRIX_REST_DEADLINE
     renewed = moved = False
     while True:
@@ -221,12 +246,14 @@ def _renew(credential: Credential) -> Credential | None:
     token = credential.handle
     assert isinstance(token, Token)
     try:
-        _, row = renew_row(token, digest(credential.access_token))
+        _, row = renew_row(load_access(pk=token.pk), digest(credential.access_token))
     except RenewLimited:
         return None
     except (TokenError, OAuthError) as err:
         raise _token_error(err) from None
-    return credential_of(row)
+    renewed = credential_of(row)
+    _remember(row.pk, renewed)
+    return renewed
 
 
 def _follow(credential: Credential, location: str, deadline: float) -> Credential:
@@ -235,7 +262,9 @@ def _follow(credential: Credential, location: str, deadline: float) -> Credentia
         move = transport.confirm_move(credential, location, left)
         token = credential.handle
         assert isinstance(token, Token)
-        return TokenKeeper(token.reference, MIN_TTL).moved(credential, move)
+        moved = TokenKeeper(token.reference, MIN_TTL).moved(credential, move)
+        _credentials.pop(token.pk, None)
+        return moved
     except RestError as err:
         raise ProxyError(409, "portal_moved", str(err)) from None
 

@@ -3,6 +3,7 @@ reached over real HTTP through the production code path."""
 
 import json
 import logging
+import time
 
 import pytest
 
@@ -12,6 +13,7 @@ from core.error_reports import mask_urls
 from core.logging import redact
 from portals.models import Portal, Token, TokenStatus
 from tests.conftest import connect
+from tests.processes import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -189,3 +191,43 @@ def test_the_key_in_the_path_is_redacted_from_logs_and_error_reports(
     line = f"GET {hook}user.current HTTP/1.1"
     assert key not in redact(line) and key not in mask_urls(f"Request URL: http://x{hook}user")
     assert ApiKey.objects.get().last_used_at is not None
+
+
+def test_a_confirmed_rename_is_followed_and_stored(client, fake_bitrix, hook, portal_host):
+    new_host = fake_bitrix.extra_host()
+    fake_bitrix.rename_portal(portal_host, new_host)
+    response = client.post(
+        hook + "crm.lead.add", {"fields": {"TITLE": "Moved"}}, content_type="application/json"
+    )
+    assert response.status_code == 200
+    old, new = fake_bitrix.rest_calls
+    assert (old.host, old.status) == (portal_host, 302)
+    assert (new.host, new.auth_via, new.status) == (new_host, "auth", 200)
+    assert Token.objects.get().client_endpoint == f"http://{new_host}/rest/"
+
+
+def test_an_unconfirmed_redirect_is_refused_in_bitrix24s_shape(
+    client, fake_bitrix, hook, portal_host
+):
+    fake_bitrix.redirect_portal(portal_host, fake_bitrix.extra_host())
+    response = client.get(hook + "user.current")
+    assert response.status_code == 409 and body(response)["error"] == "portal_moved"
+    assert fake_bitrix.rest_count("user.current") == 1  # nothing sent to the other host
+
+
+def test_a_token_renewed_elsewhere_costs_one_refused_call_and_no_refresh(client, fake_bitrix, hook):
+    from portals.tokens import refresh
+
+    assert client.get(hook + "user.current").status_code == 200  # its credential now cached
+    refresh("token")  # elsewhere: strict rotation kills the access token the proxy holds
+    assert client.get(hook + "user.current").status_code == 200
+    assert fake_bitrix.count("refresh_token") == 1  # only the one above
+    assert fake_bitrix.rest_count("user.current", error="expired_token") <= 1
+
+
+def test_a_disabled_token_stops_within_a_second(client, hook):
+    assert client.get(hook + "user.current").status_code == 200
+    Token.objects.update(status=TokenStatus.DISABLED)
+    disabled_at = time.monotonic()
+    wait_until(lambda: client.get(hook + "user.current").status_code == 403, 5, "the 403")
+    assert time.monotonic() - disabled_at <= 1.5
