@@ -79,7 +79,8 @@ def call(request: HttpRequest, token_id: str, key: str, method: str) -> HttpResp
 @sensitive_variables()
 def _call(request: HttpRequest, token_id: int, key: str, method: str) -> HttpResponse:
     if request.method not in ("GET", "POST"):
-        raise ProxyError(405, "method_not_allowed", "Use GET or POST.", {"Allow": "GET, POST"})
+        allow = {"Allow": "GET, POST"}
+        raise ProxyError(405, "http_method_not_allowed", "Use GET or POST.", allow)
     if not METHOD.fullmatch(method):
         raise ProxyError(400, "invalid_method", f"“{method[:100]}” is not a REST method name.")
     api_key = _authorize(request, key)

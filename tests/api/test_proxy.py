@@ -231,3 +231,16 @@ def test_a_disabled_token_stops_within_a_second(client, hook):
     disabled_at = time.monotonic()
     wait_until(lambda: client.get(hook + "user.current").status_code == 403, 5, "the 403")
     assert time.monotonic() - disabled_at <= 1.5
+
+
+def test_a_batch_inside_a_batch_is_refused(client, fake_bitrix, hook):
+    cmd = {"a": "batch?cmd[x]=event.unbind"}
+    response = client.post(hook + "batch", {"cmd": cmd}, content_type="application/json")
+    assert response.status_code == 403 and fake_bitrix.rest_count("batch") == 0
+
+
+def test_other_http_methods_and_bodies_are_refused_in_bitrix24s_shape(client, hook):
+    put = client.put(hook + "user.current")
+    assert put.status_code == 405 and body(put)["error"] == "http_method_not_allowed"
+    multipart = client.post(hook + "user.current", {"file": "x"})  # the test client's default
+    assert multipart.status_code == 400 and body(multipart)["error"] == "invalid_request"
