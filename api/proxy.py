@@ -52,15 +52,25 @@ class ProxyError(Exception):
     """One of our own answers, in Bitrix24's error shape."""
 
     def __init__(
-        self, status: int, code: str, description: str, headers: Mapping[str, object] = {}
+        self,
+        status: int,
+        code: str,
+        description: str,
+        headers: Mapping[str, object] | None = None,
+        *,
+        logged: bool = False,
     ) -> None:
         super().__init__(description)
         self.status, self.code, self.description = status, code, description
-        self.headers = {k: str(v) for k, v in headers.items()}
+        self.headers = {k: str(v) for k, v in (headers or {}).items()}
+        self.logged = logged
 
     def response(self) -> JsonResponse:
         body = {"error": self.code, "error_description": self.description}
-        return JsonResponse(body, status=self.status, headers=self.headers)
+        answer = JsonResponse(body, status=self.status, headers=self.headers)
+        if self.logged:  # logged here already: Django need not log it as a server error
+            answer._has_been_logged = True  # type: ignore[attr-defined]
+        return answer
 
 
 @csrf_exempt  # no cookies: the key in the path is the credential
@@ -204,8 +214,9 @@ def _wait_turn(credential: Credential) -> None:
         usable_burst(credential),
         max_wait=settings.PROXY_MAX_WAIT,
     )
-    if not turn.granted:
-        raise ProxyError(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+    if not turn.granted:  # Bitrix24's own answer to a full bucket; expected, not a fault
+        log.info("REST proxy: no turn in %s's rate limit within PROXY_MAX_WAIT", credential.domain)
+        raise ProxyError(503, "QUERY_LIMIT_EXCEEDED", "Too many requests", logged=True)
     if turn.wait > 0:
         time.sleep(turn.wait)
 
@@ -272,4 +283,8 @@ def _follow(credential: Credential, location: str, deadline: float) -> Credentia
 
 def _passed_through(response: requests.Response) -> HttpResponse:
     content_type = response.headers.get("Content-Type", "application/json")
-    return HttpResponse(response.content, status=response.status_code, content_type=content_type)
+    answer = HttpResponse(response.content, status=response.status_code, content_type=content_type)
+    # The portal's own answer, not an error of ours: Django would log each 5xx (a busy portal's
+    # QUERY_LIMIT_EXCEEDED) as a server error. The flag is how Django marks a logged response.
+    answer._has_been_logged = True  # type: ignore[attr-defined]
+    return answer

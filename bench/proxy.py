@@ -198,9 +198,13 @@ def timed(url: str, body: dict, clients: int, calls: int) -> list[float]:
 
 
 def shared(fake, args: argparse.Namespace, token, hook: str) -> None:
+    from api.proxy import CREDENTIAL_SECONDS
     from portals.models import Portal
 
     Portal.objects.filter(pk=token.portal_id).update(rest_rate=args.rate, rest_burst=args.burst)
+    # The proxy reads a token's row (its portal's limit with it) once a second per process:
+    # let the overhead run's limits go out of its memory first.
+    time.sleep(CREDENTIAL_SECONDS + 0.5)
     fake.set_rest_limit(args.rate, args.burst)
     began = fake.now()
     url = hook + "user.current"
