@@ -93,7 +93,7 @@ def _call(request: HttpRequest, token_id: int, key: str, method: str) -> HttpRes
         raise ProxyError(405, "http_method_not_allowed", "Use GET or POST.", allow)
     if not METHOD.fullmatch(method):
         raise ProxyError(400, "invalid_method", f"“{method[:100]}” is not a REST method name.")
-    api_key = _authorize(request, key)
+    api_key = _authorize(key)
     try:
         outgoing = proxy_request.read(request, MAX_BODY)
     except BadRequest as err:
@@ -107,10 +107,12 @@ def _call(request: HttpRequest, token_id: int, key: str, method: str) -> HttpRes
         )
     if not api_key.may_use(token_id):  # the same answer as for no such token: no probing
         raise _no_token(token_id)
-    return _send(_credential(token_id), method, outgoing)
+    credential = _credential(token_id)
+    _first_turn(request, api_key, credential)
+    return _send(credential, method, outgoing)
 
 
-def _authorize(request: HttpRequest, key: str) -> KeyInfo:
+def _authorize(key: str) -> KeyInfo:
     api_key = keys.find(key)
     if api_key is None:
         raise ProxyError(
@@ -119,15 +121,6 @@ def _authorize(request: HttpRequest, key: str) -> KeyInfo:
             "The API key in this webhook address is unknown, revoked or expired; ask "
             "b24keeper's staff for the token's webhook address again.",
         )
-    turn = keys.throttle(api_key)
-    if not turn.granted:
-        raise ProxyError(
-            429,
-            "rate_limited",
-            f"This API key may make {api_key.rate_per_minute} requests a minute.",
-            {"Retry-After": max(1, math.ceil(turn.wait))},
-        )
-    keys.note_use(api_key, forwarded_client_ip(request))
     if "proxy" not in api_key.scopes:
         raise ProxyError(
             403,
@@ -136,6 +129,20 @@ def _authorize(request: HttpRequest, key: str) -> KeyInfo:
             "“proxy” scope.",
         )
     return api_key
+
+
+def _first_turn(request: HttpRequest, api_key: KeyInfo, credential: Credential) -> None:
+    """The key's own limit and the portal's bucket, in one round trip to the store."""
+    turns = ratelimit.reserve_many([keys.throttle_ask(api_key), _portal_ask(credential)])
+    if not turns[0].granted:
+        raise ProxyError(
+            429,
+            "rate_limited",
+            f"This API key may make {api_key.rate_per_minute} requests a minute.",
+            {"Retry-After": max(1, math.ceil(turns[0].wait))},
+        )
+    keys.note_use(api_key, forwarded_client_ip(request))
+    _take(turns[1], credential)
 
 
 def _no_token(token_id: int) -> ProxyError:
@@ -192,7 +199,8 @@ def _send(credential: Credential, method: str, outgoing: Outgoing) -> HttpRespon
     deadline = time.monotonic() + settings.BITRIX_REST_DEADLINE
     renewed = moved = False
     while True:
-        _wait_turn(credential)
+        if renewed or moved:  # the first turn was taken with the key's (_first_turn)
+            _take(ratelimit.reserve(*_portal_ask(credential)), credential)
         response = _post(credential, method, outgoing, deadline)
         if response.is_redirect and not moved:
             moved = True
@@ -207,13 +215,12 @@ def _send(credential: Credential, method: str, outgoing: Outgoing) -> HttpRespon
         return _passed_through(response)
 
 
-def _wait_turn(credential: Credential) -> None:
-    turn = ratelimit.reserve(
-        credential.bucket,
-        credential.rate,
-        usable_burst(credential),
-        max_wait=settings.PROXY_MAX_WAIT,
-    )
+def _portal_ask(credential: Credential) -> ratelimit.Ask:
+    return (credential.bucket, credential.rate, usable_burst(credential), settings.PROXY_MAX_WAIT)
+
+
+def _take(turn: ratelimit.Turn, credential: Credential) -> None:
+    """Wait for a turn in the portal's bucket, or answer as Bitrix24 would."""
     if not turn.granted:  # Bitrix24's own answer to a full bucket; expected, not a fault
         log.info("REST proxy: no turn in %s's rate limit within PROXY_MAX_WAIT", credential.domain)
         raise ProxyError(503, "QUERY_LIMIT_EXCEEDED", "Too many requests", logged=True)
