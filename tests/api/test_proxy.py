@@ -10,7 +10,7 @@ import pytest
 from api import keys
 from api.models import ApiKey
 from core.error_reports import mask_urls
-from core.logging import redact
+from core.logging import RedactSecretsFilter, redact
 from portals.models import Portal, Token, TokenStatus
 from tests.conftest import connect
 from tests.processes import wait_until
@@ -190,6 +190,12 @@ def test_the_key_in_the_path_is_redacted_from_logs_and_error_reports(
     assert key not in caplog.text
     line = f"GET {hook}user.current HTTP/1.1"
     assert key not in redact(line) and key not in mask_urls(f"Request URL: http://x{hook}user")
+    # What Django itself logs of a refused request passes the handlers' filter redacted.
+    record = logging.LogRecord(
+        "django.request", logging.WARNING, __file__, 1, "Bad Request: %s", (hook + "x!",), None
+    )
+    RedactSecretsFilter().filter(record)
+    assert key not in record.getMessage() and "/rest/" in record.getMessage()
     assert ApiKey.objects.get().last_used_at is not None
 
 
