@@ -163,7 +163,9 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 "key": key,
                 "example_url": f"{settings.SITE_URL}/api/tokens/{self._example_reference(obj)}/",
                 "reads_tokens": "token" in split_words(obj.scopes),
-                "webhooks": self._webhooks(obj, key) if key and _proxies(obj) else [],
+                "webhooks": (
+                    self._webhooks(obj, key) if key and "proxy" in split_words(obj.scopes) else []
+                ),
             },
         )
         response["Cache-Control"] = "no-store"
@@ -192,7 +194,3 @@ class ApiKeyAdmin(admin.ModelAdmin):
         count = len(revoked)
         text = ngettext("%(count)d key revoked.", "%(count)d keys revoked.", count)
         self.message_user(request, text % {"count": count}, messages.SUCCESS)
-
-
-def _proxies(obj: ApiKey) -> bool:
-    return "proxy" in split_words(obj.scopes)

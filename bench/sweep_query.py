@@ -45,7 +45,7 @@ INSERT INTO portals_token (
     refresh_token, expires_at, scope,
     client_endpoint, server_endpoint, user_id, version, last_refreshed_at, next_refresh_at,
     claimed_until, failure_count, last_error_code, last_error, failing_since, last_failure_at,
-    events_bind_error, created_at, updated_at)
+    events_bind_error, app_status, created_at, updated_at)
 SELECT
     id, %(app)s, 'q' || id, '', '', status,
     CASE WHEN status = 'awaiting_code' THEN '' ELSE %(secret)s END,
@@ -62,7 +62,7 @@ SELECT
          THEN now() + interval '6 minutes' END,
     CASE WHEN status IN ('active', 'awaiting_code') THEN 0 ELSE 1 + (spread * 6)::int END,
     CASE WHEN status IN ('active', 'awaiting_code') THEN '' ELSE 'QUERY_LIMIT_EXCEEDED' END,
-    '', NULL, NULL, '', now(), now()
+    '', NULL, NULL, '', 'S', now(), now()
 FROM typed
 """
 
