@@ -220,6 +220,9 @@ TOKEN_REFRESH_LEASE = env.int("TOKEN_REFRESH_LEASE", default=60)
 TOKEN_STORE_RETRY = env.float("TOKEN_STORE_RETRY", default=120.0)
 # The local journal of token pairs received from Bitrix24 but not yet stored.
 TOKEN_JOURNAL_DIR = VAR_DIR / "journal"
+# Seconds between two rounds of the machine's journal loop (portals.tokens.replayer), which
+# stores what the journal holds once the database is back, without a restart.
+TOKEN_JOURNAL_RETRY = env.float("TOKEN_JOURNAL_RETRY", default=10.0)
 
 # --- The REST client (portals.rest) and the shared rate limit ------------------------------
 # Seconds one REST request may take in all, counting its wait for a turn under the portal's
@@ -259,6 +262,12 @@ OUTAGE_MIN_TOKENS = env.int("OUTAGE_MIN_TOKENS", default=5)
 REFRESH_MAX_PER_SWEEP = env.int("REFRESH_MAX_PER_SWEEP", default=2000)
 # Seconds a queued refresh task stays valid; older ones are dropped, the next sweep re-queues.
 REFRESH_TASK_EXPIRES = env.int("REFRESH_TASK_EXPIRES", default=300)
+# Up to this many tokens per refresh task (refreshed one after the other in one worker slot):
+# a catch-up of 10,000 tokens is 1,000 messages, not 10,000. Small sweeps spread their tokens
+# over more tasks (portals.tokens.sweep.batches), so every worker slot gets some.
+REFRESH_BATCH_SIZE = env.int("REFRESH_BATCH_SIZE", default=10)
+if not 1 <= REFRESH_BATCH_SIZE <= 100:
+    raise ImproperlyConfigured("REFRESH_BATCH_SIZE must be between 1 and 100 (tokens per task).")
 # Retrying a transient refresh failure: base * 2^(failures-1) seconds, jittered, capped.
 REFRESH_BACKOFF_BASE_SECONDS = env.float("REFRESH_BACKOFF_BASE_SECONDS", default=30.0)
 REFRESH_BACKOFF_MAX_SECONDS = env.float("REFRESH_BACKOFF_MAX_SECONDS", default=900.0)
@@ -294,6 +303,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Seconds any publish may wait on the broker, to connect and for each read or write (Redis and
+# AMQP): a broker that accepts connections and never answers must not hang a caller.
+BROKER_TIMEOUT = env.float("BROKER_TIMEOUT", default=5.0)
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_TIMEOUT
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The task modules, which sit on top and are imported by nobody: workers load them here. Each
 # task keeps the name it had before the rooms (portals.tasks.…), carried by queued messages and
@@ -327,6 +340,10 @@ NOTIFY_LANGUAGE = env.str("NOTIFY_LANGUAGE", default="en")
 # A new alert or recovery notice waits this long before it is sent, so that the other failures
 # of a storm can join it in one digest.
 NOTIFY_HOLD_SECONDS = env.float("NOTIFY_HOLD_SECONDS", default=30.0)
+# An open incident counts as heard only when an alert of it was sent, or one waits on an
+# enabled channel for less than this many seconds; past that, /health/ (alerts) fails, the
+# gauge b24keeper_incidents_unheard counts it and ADMINS are emailed. Must exceed the hold.
+NOTIFY_HEARD_WITHIN = env.float("NOTIFY_HEARD_WITHIN", default=300.0)
 # More than this many deliveries on one channel within NOTIFY_STORM_WINDOW_SECONDS (or waiting
 # at once) is a storm: they go out as one digest per channel.
 NOTIFY_STORM_THRESHOLD = env.int("NOTIFY_STORM_THRESHOLD", default=5)

@@ -70,6 +70,11 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
         # On the add form, show only the chosen provider's credential fields.
         js = ["notifications/channel_form.js"]
 
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Its tokens and portals are saved now: an enabled channel hears what is open already.
+        dispatch.channel_saved(form.instance.pk)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
             super()

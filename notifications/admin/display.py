@@ -62,8 +62,9 @@ def warn_uncovered(request: HttpRequest) -> None:
         request,
         format_html(
             _(
-                "{} open incident(s) reach nobody: no enabled channel covers them. Enable or add "
-                'a channel that does. <a href="{}">Show them</a>'
+                "{} open incident(s) reach nobody: no alert of them was sent, and none is on its "
+                "way on an enabled channel. Look at the channels' last errors, or enable or add "
+                'a channel that covers them. <a href="{}">Show them</a>'
             ),
             count,
             url,

@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -26,27 +26,39 @@ log = logging.getLogger(__name__)
 Outcome = RefreshAttempt.Outcome
 # Connection-level failures: a fresh connection may succeed. Data errors are not retried.
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
+# SQLSTATE 25006 (read_only_sql_transaction): after a failover the address may reach a
+# read-only standby for a while; a fresh connection later reaches the new primary.
+READ_ONLY = "25006"
+
+
+def _is_connection_error(err: DatabaseError) -> bool:
+    if isinstance(err, CONNECTION_ERRORS):
+        return True
+    return getattr(err.__cause__, "sqlstate", None) == READ_ONLY
 
 
 @sensitive_variables()
 def store_refreshed(
     token: Token, grant: TokenGrant, kind: str, started: datetime, duration_ms: int
 ) -> Token:
-    """Store the pair Bitrix24 just issued for `token` (claimed at `token.version`)."""
+    """Store the pair Bitrix24 just issued for `token` (claimed at `token.version`, loaded
+    with its portal and app)."""
     entry = _journal(token, grant)
-    applied, retries = _store_durably(token, grant)
-    if not applied and entry is not None and not entry.exists():
-        applied = True  # a replay on this machine stored our entry meanwhile
+    stored, retries = _store_durably(token, grant)
+    replayed = stored is None and entry is not None and not entry.exists()
     if entry is not None:
         entry.remove()
-    if not applied:
-        log.warning("token %s: a newer pair was stored meanwhile; this one is dropped", token)
-        record_attempt(token, kind, Outcome.ROTATED_ELSEWHERE, started, duration_ms)
+    if stored is None:
+        if not replayed:
+            log.warning("token %s: a newer pair was stored meanwhile; this one is dropped", token)
+        # Ours went in through a replay on this machine, or another pair did: either way the
+        # row holds the newest pair now.
+        outcome = Outcome.SUCCESS if replayed else Outcome.ROTATED_ELSEWHERE
+        record_attempt(token, kind, outcome, started, duration_ms, store_retries=retries)
         return load(pk=token.pk)
     was_failing = token.status != TokenStatus.ACTIVE or token.failure_count > 0
-    token = state.finish_success(token.pk, grant, recovered=was_failing)
-    record_attempt(token, kind, Outcome.SUCCESS, started, duration_ms, store_retries=retries)
-    return token
+    attempt = (kind, Outcome.SUCCESS, started, duration_ms, retries)
+    return state.finish_success(token, grant, stored, attempt, recovered=was_failing)
 
 
 @sensitive_variables()
@@ -60,15 +72,18 @@ def _journal(token: Token, grant: TokenGrant) -> journal.Entry | None:
 
 
 @sensitive_variables()
-def _store_durably(token: Token, grant: TokenGrant) -> tuple[bool, int]:
+def _store_durably(token: Token, grant: TokenGrant) -> tuple[state.StoredPair | None, int]:
     """state.store_pair, retried on a fresh connection with backoff for up to TOKEN_STORE_RETRY
-    seconds; returns (applied, retries). PairNotStored when the database stays away."""
+    seconds; returns (the stored row or None, retries). PairNotStored when the database stays
+    away."""
     deadline = time.monotonic() + settings.TOKEN_STORE_RETRY
     delay, retries = 0.2, 0
     while True:
         try:
             return state.store_pair(token.pk, token.version, grant), retries
-        except CONNECTION_ERRORS as err:
+        except DatabaseError as err:
+            if not _is_connection_error(err):
+                raise
             retries += 1
             if time.monotonic() + delay > deadline:
                 log.error("token %s: new pair not stored after %d tries; it stays in the journal",
@@ -84,7 +99,9 @@ def _store_durably(token: Token, grant: TokenGrant) -> tuple[bool, int]:
         delay = min(delay * 2, 5.0)
         try:
             state.keep_claim_alive(token)
-        except CONNECTION_ERRORS:
+        except DatabaseError as err:
+            if not _is_connection_error(err):
+                raise
             _reconnect()
 
 
@@ -119,10 +136,12 @@ def restore_pair(token_id: int, from_version: int, grant: TokenGrant) -> bool:
     newest Bitrix issued, even if another machine marked the token *needs re-authorization*
     meanwhile by trying the refresh token it replaced."""
     now = timezone.now()
-    if not state.store_pair(token_id, from_version, grant):
+    stored = state.store_pair(token_id, from_version, grant)
+    if stored is None:
         log.info("journal: token %s moved on since; the older pair is discarded", token_id)
         return False
-    token = state.finish_success(token_id, grant, recovered=True)
-    record_attempt(token, RefreshAttempt.Kind.SCHEDULED, Outcome.RESTORED, now, 0)
+    token = Token.objects.select_related("portal", "app").defer(*state.SECRETS).get(pk=token_id)
+    attempt = (RefreshAttempt.Kind.SCHEDULED, Outcome.RESTORED, now, 0, 0)
+    state.finish_success(token, grant, stored, attempt, recovered=True)
     log.warning("token %s: restored a pair from the local journal", token)
     return True
