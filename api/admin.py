@@ -5,25 +5,46 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from api import keys
-from api.models import ApiKey
+from api.models import ApiKey, split_words
+from encryption import crypto
+from portals.models import Token
 
 MANAGE = "api.manage_apikey"
+# The session slot a new key waits in (encrypted) for the one page that shows it.
+NEW_KEY_SLOT = "b24keeper_new_api_key"
 HISTORY = ("created_at", "created_by", "last_used_at", "last_used_from", "revoked_at")
 
 
 class ApiKeyForm(forms.ModelForm):
     class Meta:
         model = ApiKey
-        fields = ["name", "all_tokens", "tokens", "rate_per_minute", "expires_at"]
+        fields = [
+            "name",
+            "scopes",
+            "all_tokens",
+            "tokens",
+            "methods",
+            "rate_per_minute",
+            "expires_at",
+        ]
+
+    def clean_scopes(self) -> str:
+        return ",".join(split_words(self.cleaned_data["scopes"]))
+
+    def clean_methods(self) -> str:
+        return "\n".join(split_words(self.cleaned_data["methods"]))
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -40,14 +61,23 @@ class ApiKeyForm(forms.ModelForm):
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     form = ApiKeyForm
-    list_display = ["name", "shown_prefix", "reads", "state", "last_used_at", "last_used_from"]
+    list_display = [
+        "name",
+        "shown_prefix",
+        "scopes",
+        "reads",
+        "state",
+        "last_used_at",
+        "last_used_from",
+    ]
     list_filter = ["all_tokens", "revoked_at"]
     search_fields = ["name", "prefix", "tokens__reference"]
     filter_horizontal = ["tokens"]
     readonly_fields = ["shown_prefix", "state", *HISTORY]
     fieldsets = [
         (None, {"fields": ["name", "shown_prefix", "state"]}),
-        (gettext_lazy("What it reads"), {"fields": ["all_tokens", "tokens"]}),
+        (gettext_lazy("What it reads"), {"fields": ["scopes", "all_tokens", "tokens"]}),
+        (gettext_lazy("REST proxy"), {"fields": ["methods"]}),
         (gettext_lazy("Limits"), {"fields": ["rate_per_minute", "expires_at"]}),
         (gettext_lazy("History"), {"fields": HISTORY}),
     ]
@@ -93,15 +123,35 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if not change:
             user = request.user  # the admin lets only signed-in staff this far
             obj.created_by = user if user.is_authenticated else None
-            # Kept on this instance only, for response_add to show once; never stored or logged.
+            # Kept on this instance for response_add to hand to the page that shows it once
+            # (the session, encrypted); never stored in the row or logged.
             obj.new_key = keys.assign_new_key(obj)
         super().save_model(request, obj, form, change)
 
     def response_add(
         self, request: HttpRequest, obj: ApiKey, post_url_continue: str | None = None
     ) -> HttpResponse:
-        """Show the new key once, on this page, instead of redirecting (a redirect would
-        have to carry it in the session or a message cookie)."""
+        """Post/redirect/get: the new key waits in the session (encrypted) for the page the
+        redirect leads to, which shows it once; reloading that page creates nothing."""
+        if obj.new_key is None:  # save_model made none: nothing to show
+            return super().response_add(request, obj, post_url_continue)
+        request.session[NEW_KEY_SLOT] = {"pk": obj.pk, "ciphertext": crypto.encrypt(obj.new_key)}
+        return HttpResponseRedirect(reverse("admin:api_apikey_created", args=[obj.pk]))
+
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view(self.created_view)
+        return [path("<int:pk>/created/", view, name="api_apikey_created"), *super().get_urls()]
+
+    def created_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """The new key, once: the slot is emptied as it is read."""
+        if not self.has_manage_permission(request):
+            raise PermissionDenied(_("This needs the permission “%(perm)s”.") % {"perm": MANAGE})
+        obj = get_object_or_404(ApiKey, pk=pk)
+        slot = request.session.get(NEW_KEY_SLOT) or {}
+        key = ""
+        if slot.get("pk") == obj.pk:
+            del request.session[NEW_KEY_SLOT]
+            key = crypto.decrypt(slot["ciphertext"])
         response = TemplateResponse(
             request,
             "admin/api/apikey/created.html",
@@ -109,13 +159,27 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
                 "original": obj,
-                "title": _("API key created"),
-                "key": obj.new_key,
+                "title": _("API key created") if key else _("API key"),
+                "key": key,
                 "example_url": f"{settings.SITE_URL}/api/tokens/{self._example_reference(obj)}/",
+                "reads_tokens": "token" in split_words(obj.scopes),
+                "webhooks": (
+                    self._webhooks(obj, key) if key and "proxy" in split_words(obj.scopes) else []
+                ),
             },
         )
         response["Cache-Control"] = "no-store"
         return response
+
+    @staticmethod
+    def _webhooks(obj: ApiKey, key: str) -> list[tuple[str, str]]:
+        """(reference, webhook URL) of the key's tokens (a key for every token: the first
+        20): what a library is given as its inbound webhook."""
+        tokens = Token.objects.all() if obj.all_tokens else obj.tokens.all()
+        return [
+            (t.reference, f"{settings.SITE_URL}/rest/{t.pk}/{key}/")
+            for t in tokens.order_by("reference")[:20]
+        ]
 
     @staticmethod
     def _example_reference(obj: ApiKey) -> str:

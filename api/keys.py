@@ -4,17 +4,20 @@ view call these)."""
 import hashlib
 import ipaddress
 import secrets
+import threading
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, cast
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from api.models import ApiKey
+from api.models import ApiKey, split_words
 from portals.bitrix import ratelimit
 from portals.models import Token
 
@@ -22,17 +25,6 @@ PREFIX = "b24k_"
 SHOWN = 12  # characters kept in clear (the prefix plus 7), to tell keys apart
 MAX_LENGTH = 200  # a longer Authorization header is not a key of ours
 NOTE_EVERY = timedelta(minutes=1)
-
-if TYPE_CHECKING:  # django_stubs_ext is a type-checking package, not needed to run
-    from typing import TypedDict
-
-    from django_stubs_ext import WithAnnotations
-
-    class _Access(TypedDict):
-        may_read: bool
-
-    # A key found by authenticate(), with what its query adds.
-    CheckedKey = WithAnnotations[ApiKey, _Access]
 
 
 def new_key() -> str:
@@ -58,9 +50,12 @@ def create_key(
     created_by: User | None = None,
     expires_at: datetime | None = None,
     rate_per_minute: int | None = None,
+    scopes: str = "token",
+    methods: str = "",
 ) -> tuple[ApiKey, str]:
-    """A new key for the tokens `references` (None: every token); (row, key). Unknown
-    references are a ValidationError and nothing is created."""
+    """A new key for the tokens `references` (None: every token) with `scopes` ("token",
+    "proxy" or "token,proxy") and proxy method patterns `methods`; (row, key). Unknown
+    references or bad scopes or patterns are a ValidationError and nothing is created."""
     if not (name or "").strip():
         raise ValidationError("Give the key a name that says who uses it (--name).")
     tokens: list[Token] = []
@@ -78,6 +73,8 @@ def create_key(
         all_tokens=references is None,
         expires_at=expires_at,
         created_by=created_by,
+        scopes=",".join(split_words(scopes)),
+        methods="\n".join(split_words(methods)),
     )
     if rate_per_minute is not None:
         api_key.rate_per_minute = rate_per_minute
@@ -89,51 +86,109 @@ def create_key(
     return api_key, key
 
 
-# The key and whether it may read the reference, in one query. Written as SQL because this
-# runs on every request, and compiling the same query through the ORM cost more than running
-# it (bench/token_access.py).
-_KEY_SQL = """
-SELECT k.*, (k.all_tokens OR EXISTS (
-    SELECT 1 FROM {through} b JOIN {token} t ON t.id = b.token_id
-    WHERE b.apikey_id = k.id AND t.reference = %s)) AS may_read
-FROM {key} k
-WHERE k.key_hash = %s AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > %s)
-"""
+@dataclass(frozen=True)
+class KeyInfo:
+    """What a request needs to know of a key, as cached: the tokens it may use (by reference
+    and by id), its scopes, method patterns, rate and expiry."""
+
+    id: int
+    name: str
+    all_tokens: bool
+    references: frozenset[str]
+    token_ids: frozenset[int]
+    scopes: frozenset[str]
+    methods: tuple[str, ...]
+    rate_per_minute: int
+    expires_at: datetime | None
+
+    def usable(self, now: datetime) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+    def may_read(self, reference: str) -> bool:
+        return self.all_tokens or reference in self.references
+
+    def may_use(self, token_id: int) -> bool:
+        return self.all_tokens or token_id in self.token_ids
 
 
-def authenticate(authorization: str, reference: str = "") -> "CheckedKey | None":
-    """The usable key named by an `Authorization: Bearer <key>` header, or None; its
-    `may_read` says whether it may read the token `reference`."""
+# digest -> (time.monotonic() when read, the key or None for no usable key). Per process;
+# API_KEY_CACHE_SECONDS bounds how long a revocation or a change takes to be seen.
+_cache: dict[str, tuple[float, KeyInfo | None]] = {}
+_cache_lock = threading.Lock()
+CACHE_MAX = 10_000  # keys remembered per process (unknown ones included), then start over
+
+
+def authenticate(authorization: str) -> KeyInfo | None:
+    """The usable key named by an `Authorization: Bearer <key>` header, or None."""
     scheme, _, key = (authorization or "").partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key.startswith(PREFIX) or len(key) > MAX_LENGTH:
+    if scheme.lower() != "bearer":
         return None
-    sql = _KEY_SQL.format(
-        key=ApiKey._meta.db_table,
-        through=ApiKey.tokens.through._meta.db_table,
-        token=Token._meta.db_table,
+    return find(key.strip())
+
+
+def find(key: str) -> KeyInfo | None:
+    """The usable key `key` (from the cache for API_KEY_CACHE_SECONDS), or None."""
+    if not key.startswith(PREFIX) or len(key) > MAX_LENGTH:
+        return None
+    hashed, now = digest(key), time.monotonic()
+    cached = _cache.get(hashed)
+    if cached is None or now - cached[0] >= settings.API_KEY_CACHE_SECONDS:
+        cached = (now, _read(hashed))
+        with _cache_lock:
+            if len(_cache) >= CACHE_MAX:
+                _cache.clear()
+            _cache[hashed] = cached
+    info = cached[1]
+    return info if info is not None and info.usable(timezone.now()) else None
+
+
+def forget_cached() -> None:
+    """Drop every cached key and last-use note (this process): keys.revoke() does it."""
+    with _cache_lock:
+        _cache.clear()
+        _noted.clear()
+
+
+def _read(hashed: str) -> KeyInfo | None:
+    api_key = ApiKey.objects.usable().filter(key_hash=hashed).first()
+    if api_key is None:
+        return None
+    tokens = list(api_key.tokens.values_list("pk", "reference")) if not api_key.all_tokens else []
+    return KeyInfo(
+        id=api_key.pk,
+        name=api_key.name,
+        all_tokens=api_key.all_tokens,
+        references=frozenset(reference for _, reference in tokens),
+        token_ids=frozenset(pk for pk, _ in tokens),
+        scopes=frozenset(split_words(api_key.scopes)),
+        methods=tuple(split_words(api_key.methods)),
+        rate_per_minute=api_key.rate_per_minute,
+        expires_at=api_key.expires_at,
     )
-    found = list(ApiKey.objects.raw(sql, [reference, digest(key), timezone.now()]))
-    # The ORM cannot see the column the SQL adds; the cast names it.
-    return cast("CheckedKey", found[0]) if found else None
 
 
-def throttle(api_key: ApiKey) -> ratelimit.Turn:
+def throttle(api_key: KeyInfo) -> ratelimit.Turn:
     """One request's turn under the key's rate (shared by every web process); never waits."""
     rate = api_key.rate_per_minute / 60
-    return ratelimit.reserve(f"apikey:{api_key.pk}", rate, api_key.rate_per_minute, max_wait=0)
+    return ratelimit.reserve(f"apikey:{api_key.id}", rate, api_key.rate_per_minute, max_wait=0)
 
 
-def note_use(api_key: ApiKey, address: str | None) -> None:
-    """Record when and from where the key was last used, at most once a minute per key."""
+_noted: dict[int, datetime] = {}  # key id -> when this process last wrote its use
+
+
+def note_use(api_key: KeyInfo, address: str | None) -> None:
+    """Record when and from where the key was last used, at most once a minute per key (and
+    per process: the UPDATE below changes nothing when another process wrote it lately)."""
     now = timezone.now()
-    if api_key.last_used_at and now - api_key.last_used_at < NOTE_EVERY:
+    last = _noted.get(api_key.id)
+    if last and now - last < NOTE_EVERY:
         return
+    _noted[api_key.id] = now
     try:
         address = str(ipaddress.ip_address(address or ""))
     except ValueError:
         address = None
-    ApiKey.objects.filter(pk=api_key.pk).filter(
+    ApiKey.objects.filter(pk=api_key.id).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - NOTE_EVERY)
     ).update(last_used_at=now, last_used_from=address)
 
@@ -144,4 +199,5 @@ def revoke(key_ids: Iterable[int]) -> list[ApiKey]:
         rows = ApiKey.objects.select_for_update().filter(pk__in=list(key_ids), revoked_at=None)
         keys = list(rows)
         ApiKey.objects.filter(pk__in=[k.pk for k in keys]).update(revoked_at=timezone.now())
+    forget_cached()  # this process at once; the others within API_KEY_CACHE_SECONDS
     return keys

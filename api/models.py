@@ -1,18 +1,50 @@
-"""API keys: how programs that are not Python get tokens over HTTP (GET /api/tokens/<ref>/).
+"""API keys: how programs that are not Python get tokens over HTTP (GET /api/tokens/<ref>/)
+or call Bitrix24 through the REST proxy (SITE_URL/rest/<token id>/<key>/<method>).
 
 A key is a long random string shown once; only its SHA-256 hash is stored (a password hasher
 would cost milliseconds on every request, and a 256-bit random key needs no stretching) and
 its first characters, so staff can tell keys apart.
 """
 
+import re
 from datetime import datetime
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+SCOPES = ("token", "proxy")  # read tokens (the token API); call through the REST proxy
+METHOD_PATTERN = re.compile(r"[a-z0-9_*]+(?:\.[a-z0-9_*]+)*")
+
+
+def split_words(text: str) -> list[str]:
+    """Words separated by commas, spaces or new lines, lower case, each once."""
+    return list(dict.fromkeys(w for w in re.split(r"[\s,]+", text.strip().lower()) if w))
+
+
+def validate_scopes(value: str) -> None:
+    words = split_words(value)
+    if not words or any(word not in SCOPES for word in words):
+        raise ValidationError(
+            _("Scopes are “token”, “proxy” or both, separated by a comma; got “%(value)s”."),
+            params={"value": value[:100]},
+        )
+
+
+def validate_methods(value: str) -> None:
+    bad = [word for word in split_words(value) if not METHOD_PATTERN.fullmatch(word)]
+    if bad:
+        raise ValidationError(
+            _(
+                "“%(bad)s” is not a method pattern: use method names with * for any part, "
+                "e.g. crm.lead.* or user.current."
+            ),
+            params={"bad": bad[0][:100]},
+        )
 
 
 class ApiKeyQuerySet(models.QuerySet):
@@ -53,6 +85,27 @@ class ApiKey(models.Model):
         help_text=_(
             "The tokens this key may read. Bound to the token itself: renaming its reference "
             "keeps the key working."
+        ),
+    )
+    scopes = models.CharField(
+        _("scopes"),
+        max_length=50,
+        default="token",
+        validators=[validate_scopes],
+        help_text=_(
+            "“token”: read its tokens (GET /api/tokens/…); “proxy”: call Bitrix24 through "
+            "SITE_URL/rest/<token id>/<key>/<method>, the token never leaving b24keeper. "
+            "Separate them with a comma."
+        ),
+    )
+    methods = models.TextField(
+        _("allowed methods"),
+        blank=True,
+        validators=[validate_methods],
+        help_text=_(
+            "Proxy only: the REST methods this key may call, as patterns separated by commas "
+            "or new lines (crm.lead.*, user.current); every command of a batch is checked. "
+            "Empty: any method but event.* and app.*, which need a pattern naming them."
         ),
     )
     rate_per_minute = models.PositiveIntegerField(

@@ -55,11 +55,16 @@ def bench_env(oauth_server: str, **extra: str) -> dict[str, str]:
 
 
 def recreate_database() -> None:
-    """Drop and re-create the benchmark database, then migrate it (a clean slate per run)."""
+    """Drop and re-create the benchmark database, then migrate it (a clean slate per run).
+    With BENCH_TEMPLATE (bench/smoke.py sets it), copy that migrated database instead."""
     import psycopg
 
+    template = os.environ.get("BENCH_TEMPLATE")
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        if template:
+            conn.execute(f'CREATE DATABASE "{BENCH_DB}" TEMPLATE "{template}"')
+            return
         conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--verbosity", "0"],

@@ -79,8 +79,8 @@ def seed_history(days: int, per_day: int) -> None:
         print(f"  history: day -{day} seeded ({time.monotonic() - began:.0f} s)", flush=True)
     sql(
         "INSERT INTO notifications_incident (kind, token_id, permanent, error_code, message,"
-        " occurrences, affected_tokens, opened_at, last_seen_at, resolved_at)"
-        " SELECT 'token', id, false, 'QUERY_LIMIT_EXCEEDED', 'm', 3, 1, now(), now(),"
+        " occurrences, affected_tokens, changes, opened_at, last_seen_at, resolved_at)"
+        " SELECT 'token', id, false, 'QUERY_LIMIT_EXCEEDED', 'm', 3, 1, 0, now(), now(),"
         " CASE WHEN id % 10 = 0 THEN NULL ELSE now() END FROM portals_token"
         " WHERE id % 20 = 0"
     )

@@ -105,6 +105,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A refused page: the admin-styled 403 naming the permission, no traceback in the log.
+    "core.denied.PermissionDeniedPage",
     # Last, as django-axes requires: it turns a lockout into its 429 answer.
     "axes.middleware.AxesMiddleware",
 ]
@@ -235,6 +237,17 @@ if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured(
         "REDIS_URL must be a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379/1."
     )
+
+# --- The token API and the REST proxy (api/) ------------------------------------------------
+# Seconds an API key's check (its tokens, scopes, method patterns, expiry) is kept in each web
+# process's memory: a revoked or changed key takes effect within this long. 0: every request
+# reads the key.
+API_KEY_CACHE_SECONDS = env.float("API_KEY_CACHE_SECONDS", default=10.0)
+# Seconds the REST proxy waits for a turn in the portal's shared rate limit before answering
+# 503 QUERY_LIMIT_EXCEEDED, as Bitrix24 would.
+PROXY_MAX_WAIT = env.float("PROXY_MAX_WAIT", default=5.0)
+if API_KEY_CACHE_SECONDS < 0 or PROXY_MAX_WAIT < 0:
+    raise ImproperlyConfigured("API_KEY_CACHE_SECONDS and PROXY_MAX_WAIT must be 0 or more.")
 
 # A provider-wide outage: more than this share of refreshable tokens failing transiently
 # within 10 minutes (and at least OUTAGE_MIN_TOKENS of them) opens one outage incident.
@@ -401,6 +414,11 @@ LOGGING = {
 # "Authorization: Bearer <METRICS_TOKEN>". Empty: only logged-in staff with the view
 # permission (portals.view_token) may read them.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Each process adds its counters up in memory and writes them this often (seconds) and when it
+# stops; a SIGKILLed process loses at most that many seconds of counts. 0: every event at once.
+METRICS_FLUSH_SECONDS = env.float("METRICS_FLUSH_SECONDS", default=10.0)
+if METRICS_FLUSH_SECONDS < 0:
+    raise ImproperlyConfigured("METRICS_FLUSH_SECONDS must be 0 (write at once) or more.")
 # Seconds the health checks may take (they run at once); GET /health/ answers within about
 # that, and under 2 s at the maximum of 1.5.
 HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=1.5)

@@ -1,9 +1,11 @@
-"""Every address of the service (contracts: /health/, /metrics, /bitrix/, /api/, /admin/)."""
+"""Every address of the service (contracts: /health/, /metrics, /bitrix/, /api/, /rest/,
+/admin/)."""
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.utils.translation import gettext_lazy as _
 
+from api import proxy
 from core.display import EMPTY
 from dashboard.views import home
 from ops.observe.views import health_view, metrics_view
@@ -28,4 +30,11 @@ urlpatterns = [
     path("bitrix/", include("portals.connect.urls")),
     # The token API for programs that are not Python (api/views.py; README).
     path("api/", include("api.urls")),
+    # The REST proxy, in an inbound webhook's shape (api/proxy.py; a contract: libraries are
+    # given SITE_URL/rest/<token id>/<api key>/ as their webhook).
+    re_path(
+        r"^rest/(?P<token_id>[0-9]{1,12})/(?P<key>[^/]{1,200})/(?P<method>[^/]{1,200})/?$",
+        proxy.call,
+        name="rest-proxy",
+    ),
 ]

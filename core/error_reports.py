@@ -27,8 +27,13 @@ _QUERY_SECRET = re.compile(
 )
 
 
+# The API key in a REST proxy path, SITE_URL/rest/<token id>/<key>/<method>.
+_REST_KEY = re.compile(r"(?i)(/rest/\d+/)[^/?#\s\"'<>]+")
+
+
 def mask_urls(text: str) -> str:
-    """`text` with the password of every URL in it masked."""
+    """`text` with the password of every URL in it masked, and the key of a REST proxy path."""
+    text = _REST_KEY.sub(rf"\1{MASK}", text)
     return _QUERY_SECRET.sub(rf"\1{MASK}", _USERINFO.sub(rf"\1{MASK}@", text))
 
 

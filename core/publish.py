@@ -6,7 +6,9 @@ rows and queued messages carry it across upgrades).
 
 - `send()` publishes now, on a connection with connect and socket timeouts (BROKER_TIMEOUT)
   for Redis and AMQP alike, so a broker that accepts connections and never answers raises
-  instead of hanging. `connection()` gives one such connection for many sends (the sweep).
+  instead of hanging. `send_many()` enqueues many messages of one task over one such
+  connection (the sweep): each message is still its own task, but no connection is opened per
+  message; a failure part-way raises `PartlySent`, which says how many went.
 - `send_after_commit()` is for code on the token path (a refresh that resolves an incident):
   once the transaction commits, the message is handed to this process's publisher thread, and
   the caller goes on at once. Whatever the publisher cannot send is logged and left to the
@@ -22,7 +24,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -78,6 +80,30 @@ def send(
         return
     with connection(connect_timeout) as fresh:
         current_app.send_task(name, connection=fresh, **options)
+
+
+class PartlySent(Exception):
+    """send_many() failed part-way: the first `sent` messages went, the rest did not."""
+
+    def __init__(self, sent: int) -> None:
+        super().__init__(f"{sent} message(s) sent before the broker failed")
+        self.sent = sent
+
+
+def send_many(
+    name: str, many_args: Iterable[tuple[Any, ...]], *, expires: float | None = None
+) -> int:
+    """Enqueue the task `name` once per item of `many_args`, over one bounded connection;
+    returns how many were sent. PartlySent (from the broker's error) when it fails part-way."""
+    sent = 0
+    try:
+        with connection() as conn:
+            for args in many_args:
+                send(name, args, expires=expires, conn=conn)
+                sent += 1
+    except Exception as err:
+        raise PartlySent(sent) from err
+    return sent
 
 
 def send_after_commit(name: str, args: tuple[Any, ...] = (), *, countdown: float = 0.0) -> None:

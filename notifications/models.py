@@ -4,6 +4,7 @@ incident event and channel."""
 
 import json
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -104,6 +105,17 @@ class Incident(models.Model):
 KIND_CHOICES = [(kind, backend.label) for kind, backend in BACKENDS.items()]
 
 
+# The languages an alert can be written in (the admin's languages, fixed here so that a
+# deployment's LANGUAGES never changes the model).
+ALERT_LANGUAGES = [("en", "English"), ("ru", "Русский")]
+
+
+def default_alert_language() -> str:
+    """A new channel's language: NOTIFY_LANGUAGE (read when the channel is made)."""
+    wanted = settings.NOTIFY_LANGUAGE
+    return wanted if wanted in dict(ALERT_LANGUAGES) else "en"
+
+
 class ChannelQuerySet(models.QuerySet):
     def enabled(self) -> "ChannelQuerySet":
         return self.filter(enabled=True)
@@ -181,6 +193,13 @@ class Channel(models.Model):
         _("remind every (minutes)"),
         default=0,
         help_text=_("While an incident stays open, repeat its alert this often. 0: no reminders."),
+    )
+    language = models.CharField(
+        _("language"),
+        max_length=5,
+        choices=ALERT_LANGUAGES,
+        default=default_alert_language,
+        help_text=_("The language its alerts and test messages are written in."),
     )
     last_sent_at = models.DateTimeField(_("last sent"), null=True, blank=True, editable=False)
     last_error = models.TextField(_("last error"), blank=True, editable=False)

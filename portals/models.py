@@ -28,7 +28,7 @@ class Portal(models.Model):
         ),
     )
     member_id = models.CharField(
-        "member_id",
+        _("member_id"),
         max_length=32,
         unique=True,
         null=True,
@@ -99,16 +99,16 @@ class AppCredentials(models.Model):
 
     name = models.CharField(_("display name"), max_length=200)
     client_id = models.CharField(
-        "client_id",
+        _("client_id"),
         max_length=50,
         unique=True,
         help_text=_("From the application's card in Bitrix24, e.g. local.6a1b2c3d4e5f60.48151623."),
     )
     client_secret = EncryptedTextField(
-        "client_secret", help_text=_("Stored encrypted; shown only as its last 4 characters.")
+        _("client_secret"), help_text=_("Stored encrypted; shown only as its last 4 characters.")
     )
     scope = models.CharField(
-        "scope", max_length=500, help_text=_("Comma-separated scope codes, e.g. crm,user,task.")
+        _("scope"), max_length=500, help_text=_("Comma-separated scope codes, e.g. crm,user,task.")
     )
     refresh_policy = models.CharField(
         _("refresh policy"),
@@ -279,7 +279,7 @@ class Token(models.Model):
     # The per-install secret Bitrix24 sends with every event of this app on this portal
     # (docs/bitrix24-protocol.md §6.2): it authenticates ONAPPUPDATE and ONAPPUNINSTALL.
     application_token = EncryptedTextField(
-        "application_token",
+        _("application_token"),
         blank=True,
         help_text=_("Sent by Bitrix24 on install; proves later events genuine. Stored encrypted."),
     )
@@ -293,15 +293,24 @@ class Token(models.Model):
         help_text=_("What Bitrix24 says this token may do (app.info after connecting)."),
     )
     client_endpoint = models.URLField(
-        "client_endpoint", blank=True, help_text=_("The portal's REST root.")
+        _("client_endpoint"), blank=True, help_text=_("The portal's REST root.")
     )
     server_endpoint = models.URLField(
-        "server_endpoint",
+        _("server_endpoint"),
         blank=True,
         help_text=_("The authorization server's REST root; refreshes go there."),
     )
     user_id = models.PositiveIntegerField(
-        "user_id", null=True, blank=True, help_text=_("The portal user this token acts as.")
+        _("user_id"), null=True, blank=True, help_text=_("The portal user this token acts as.")
+    )
+    app_status = models.CharField(
+        _("app status"),
+        max_length=1,
+        blank=True,
+        help_text=_(
+            "Bitrix24's status of the app on the portal (L local, F free, D demo, T trial, "
+            "P paid, S subscription), as its last token answer said."
+        ),
     )
     version = models.PositiveIntegerField(
         _("version"),
@@ -404,6 +413,7 @@ class RefreshAttempt(models.Model):
         ON_DEMAND = "on_demand", _("On demand")
         MANUAL = "manual", _("Manual")
         EVENT = "event", _("Bitrix24 event")
+        RENEW = "renew", _("Renewed: a consumer's token was refused")
 
     class Outcome(models.TextChoices):
         SUCCESS = "success", _("Success")

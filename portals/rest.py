@@ -23,7 +23,9 @@ from portals.bitrix.rest import BatchResult, Credential, PortalMove, RestClient
 from portals.bitrix.transport import RestError, root_of
 from portals.models import RefreshAttempt, Token
 from portals.tokens import state
+from portals.tokens.access import fresh_token
 from portals.tokens.load import load
+from portals.tokens.view import rest_root
 
 __all__ = ["BatchResult", "Bitrix24", "RestError"]
 
@@ -48,7 +50,7 @@ class TokenKeeper:
         self.min_ttl = min_ttl
 
     def current(self) -> Credential:
-        return credential_of(tokens.get_token(self.reference, self.min_ttl))
+        return credential_of(fresh_token(self.reference, self.min_ttl))
 
     def renew(self, refused: Credential) -> Credential:
         """Take the pair another process stored meanwhile, or refresh (single flight: one
@@ -83,7 +85,7 @@ def credential_of(token: Token) -> Credential:
     server = token.server_endpoint or portal.authorization_server()
     return Credential(
         access_token=token.access_token,
-        root=root_of(token.client_endpoint or f"https://{portal.domain}/rest/"),
+        root=root_of(rest_root(token)),
         domain=portal.domain,
         member_id=portal.member_id or "",
         auth_server=server,

@@ -20,6 +20,9 @@ os.environ.setdefault("BITRIX_ALLOW_HTTP", "true")
 # the binding turn it on, for portals the fake serves (tests/portals/connect/test_eventbind.py).
 os.environ.setdefault("BITRIX_BIND_EVENTS", "false")
 os.environ.setdefault("DEBUG", "false")
+# Counters written at once, so a test reads what it just counted (and a test's transaction
+# holds its counts); tests/ops/record/test_metrics.py runs the buffered flush in processes.
+os.environ.setdefault("METRICS_FLUSH_SECONDS", "0")
 
 from config.settings import *  # noqa: F403
 

@@ -96,7 +96,8 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
         return [*self.readonly_fields, "kind"] if obj else list(self.readonly_fields)
 
     def get_fieldsets(self, request: HttpRequest, obj: Channel | None = None) -> list:
-        top = ["name", "kind", "destination", "enabled"] + (["state"] if obj else [])
+        top = ["name", "kind", "destination", "language", "enabled"]
+        top += ["state"] if obj else []
         fieldsets: list = [(None, {"fields": top})]
         for kind, backend in BACKENDS.items():
             if obj and obj.kind != kind:

@@ -46,6 +46,7 @@ class _ChannelForm(forms.ModelForm):
             "name",
             "kind",
             "destination",
+            "language",
             "enabled",
             "covers_all_tokens",
             "portals",

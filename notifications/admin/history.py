@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from core.display import EMPTY
 from notifications.admin.display import (
@@ -22,6 +22,7 @@ from notifications.admin.display import (
     delivery_status,
     short,
 )
+from notifications.delivery import messages
 from notifications.incidents import coverage
 from notifications.models import Delivery, Incident
 
@@ -185,7 +186,7 @@ class IncidentAdmin(WarnsUncovered, ReadOnlyAdmin):
         "state",
         "permanent",
         "error_code",
-        "message",
+        "message_shown",
         "occurrences",
         "affected_tokens",
         "changes",
@@ -216,6 +217,30 @@ class IncidentAdmin(WarnsUncovered, ReadOnlyAdmin):
         if getattr(obj, "covered", True):
             return badge(GREEN, _("a channel"))
         return badge(RED, _("nobody"), _("No enabled channel covers it: enable or add one."))
+
+    @admin.display(description=gettext_lazy("message"))
+    def message_shown(self, obj: Incident) -> str:
+        """What failed and what to do, in the reader's language; Bitrix24's words quoted."""
+        found = messages.explained(obj)
+        head = ""
+        if obj.kind == Incident.Kind.OUTAGE:
+            head = ngettext(
+                "%(count)d token failed to refresh within 10 minutes; the Bitrix24 "
+                "authorization server looks unavailable.",
+                "%(count)d tokens failed to refresh within 10 minutes; the Bitrix24 "
+                "authorization server looks unavailable.",
+                obj.affected_tokens,
+            ) % {"count": obj.affected_tokens}
+        quote = ""
+        if found.quote:
+            quote = format_html(
+                ' <span class="bitrix-words">{} <q>{}</q></span>',
+                _("Bitrix24's words:"),
+                found.quote,
+            )
+        return format_html(
+            '{} {}{}<br><span class="error-advice">{}</span>', head, found.said, quote, found.advice
+        )
 
     @admin.display(description=gettext_lazy("token"), ordering="token__reference")
     def subject(self, obj: Incident) -> str:

@@ -11,7 +11,6 @@ DIGEST_SMS_PARTS GSM-7 parts (far below Twilio's 1,600 and UniSender's 1,000 cha
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext, override
 
@@ -23,6 +22,7 @@ from notifications.delivery.messages import (
     channel_link,
     channel_names,
     incidents_link,
+    language_for,
     shorten,
     sms,
     token_facts,
@@ -63,7 +63,7 @@ def _needs_person(incident: Incident) -> bool:
 
 
 def digest(deliveries: Sequence[Delivery]) -> Message:
-    with override(settings.NOTIFY_LANGUAGE):
+    with override(language_for(deliveries[0] if deliveries else None)):
         sections = _sections(deliveries)
         summary = _summary(sections)
         link = incidents_link()

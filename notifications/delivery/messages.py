@@ -1,10 +1,12 @@
-"""What an alert says, in NOTIFY_LANGUAGE: a short GSM-7 SMS and a fuller text for email and
+"""What an alert says, in the channel's language (its `language`, NOTIFY_LANGUAGE by default): a
+short GSM-7 SMS and a fuller text for email and
 Telegram, for one delivery (digests.py builds a digest of many).
 
 The fuller text answers an on-call person's questions in order: which token of which portal,
 who is responsible, what failed (Bitrix's code and words), since when, what to do, and where
-to click. Bitrix's own description is quoted as it came (English) but shortened, so the
-advice and the link always fit; everything around it is translated.
+to click. Bitrix's own description is quoted as it came (labelled as Bitrix24's words) but
+shortened, so the advice and the link always fit; everything around it is translated, and the
+advice is said once (portals.bitrix.errors.explain takes it out of the stored message).
 
 Length limits: an alert's SMS is one GSM-7 part (160 septets; an extension character such as
 `[` or `€` takes two), dropping the link before cutting words; the fuller text fits Telegram's
@@ -26,7 +28,7 @@ from django.utils.translation import gettext_lazy, ngettext, override
 from notifications.backends import BACKENDS, Message, gsm7_safe
 from notifications.backends.gsm7 import SINGLE_PART, fit_septets, is_clean, septets
 from notifications.models import Channel, Delivery, Incident
-from portals.bitrix.errors import ConfigurationError, advice_for
+from portals.bitrix.errors import ConfigurationError, Explained, advice_for, explain
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractUser
@@ -156,9 +158,38 @@ def sms(text: str, link: str = "", limit: int = SMS_MAX) -> str:
     return fit_septets(safe, limit)
 
 
+# An outage's message ends with the last token error, after this mark (escalation.py).
+LAST_ERROR_MARK = "Last error: "
+
+
+def language_of(channel: Channel | None) -> str:
+    """The language a channel's messages are written in."""
+    return (channel.language if channel else "") or settings.NOTIFY_LANGUAGE
+
+
+def language_for(delivery: Delivery | None) -> str:
+    """The language of the channel a delivery goes to, read alone: loading the whole channel
+    would decrypt its credentials, which the sending code handles apart."""
+    if delivery is None or delivery.channel_id is None:
+        return settings.NOTIFY_LANGUAGE
+    found = Channel.objects.filter(pk=delivery.channel_id).values_list("language", flat=True)
+    return found.first() or settings.NOTIFY_LANGUAGE
+
+
+def explained(incident: Incident) -> Explained:
+    """A token or outage incident's error as a person reads it, in the active language
+    (a channel incident's message is the provider's refusal, kept)."""
+    if incident.kind == Incident.Kind.CHANNEL:
+        return Explained(incident.message, "", "")
+    stored = incident.message
+    if incident.kind == Incident.Kind.OUTAGE and LAST_ERROR_MARK in stored:
+        stored = stored.split(LAST_ERROR_MARK, 1)[1]
+    return explain(incident.error_code, stored)
+
+
 def single(delivery: Delivery) -> Message:
     """The message for one delivery: an alert, a reminder or a recovery notice."""
-    with override(settings.NOTIFY_LANGUAGE):
+    with override(language_for(delivery)):
         incident = delivery.incident
         if incident.kind == Incident.Kind.OUTAGE:
             return _outage(incident, delivery.event)
@@ -176,11 +207,11 @@ def _token_message(incident: Incident, event: str) -> Message:
         subject, lines, short = _resolved(incident, since)
     else:
         subject, head, short = _TOKEN_TEXTS[event]()
-        lines = [head % names, *_failure_lines(incident, since, "{description}")]
+        lines = [head % names, *_failure_lines(incident, since)]
         lines.append(_("What to do: %s") % advice(incident))
     lines = [lines[0], "", _("Responsible: %s") % (t.owner_contact or t.owner), *lines[1:]]
     lines += [_("Token page: %s") % t.link]
-    text = _fit(_body(lines), incident.message)
+    text = _fit(_body(lines), _words(incident))
     return Message(subject=subject % names, text=text, sms_text=sms(short % names, t.link))
 
 
@@ -243,11 +274,21 @@ def _resolved(incident: Incident, since: datetime) -> tuple[str, list[str], str]
     )
 
 
-def _failure_lines(incident: Incident, since: datetime, description: str) -> list[str]:
+def _words(incident: Incident) -> str:
+    """What goes where "{description}" stands: Bitrix24's own words, else what happened."""
+    found = explained(incident)
+    return found.quote or found.said
+
+
+def _failure_lines(incident: Incident, since: datetime) -> list[str]:
     count = incident.occurrences
+    names = {"code": incident.error_code or "?", "description": "{description}"}
+    if explained(incident).quote:
+        what = _("What failed: %(code)s — Bitrix24's words: “%(description)s”") % names
+    else:
+        what = _("What failed: %(code)s — %(description)s") % names
     return [
-        _("What failed: %(code)s — %(description)s")
-        % {"code": incident.error_code or "?", "description": description},
+        what,
         ngettext(
             "Failing since: %(since)s (%(count)d failed attempt)",
             "Failing since: %(since)s (%(count)d failed attempts)",
@@ -285,12 +326,12 @@ def _outage(incident: Incident, event: str) -> Message:
                 "looks unavailable."
             ),
             _("Affected tokens: %(count)d") % count,
-            *_failure_lines(incident, incident.opened_at, "{description}"),
+            *_failure_lines(incident, incident.opened_at),
             _("What to do: %s") % advice(incident),
         ]
         short = _("b24keeper: Bitrix24 authorization server outage, %(count)d tokens fail.") % count
     lines = [lines[0], "", *lines[1:], _("Open incidents: %s") % link]
-    text = _fit(_body(lines), incident.message)
+    text = _fit(_body(lines), _words(incident))
     return Message(subject=subject, text=text, sms_text=sms(short, link))
 
 
@@ -335,7 +376,7 @@ def _body(lines: list[str]) -> str:
 
 
 def test_message(channel: Channel) -> Message:
-    with override(settings.NOTIFY_LANGUAGE):
+    with override(language_of(channel)):
         names = {"name": channel.name}
         return Message(
             subject=_("b24keeper test message"),

@@ -34,6 +34,11 @@ COUNTERS = {
         ["provider", "status"],
     ),
     metrics.REST_CALLS_TOTAL: ("Bitrix24 REST calls, by outcome.", ["outcome"]),
+    metrics.RENEWALS_TOTAL: (
+        "Renewals of a token a consumer said the portal refused (renew, the REST proxy), by "
+        "outcome: refreshed, joined, already_renewed, limited, failed.",
+        ["outcome"],
+    ),
 }
 
 
@@ -41,6 +46,7 @@ class DatabaseCollector:
     """Reads everything in a handful of queries per scrape."""
 
     def collect(self) -> Iterator[Metric]:
+        metrics.flush()  # this process's own counts first (the others flush on their interval)
         totals = _totals()
         yield _tokens()
         for name, (documentation, labels) in COUNTERS.items():

@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
+from portals.admin.shown import refresh_error_text
 from portals.bitrix import oauth
 from portals.bitrix.errors import OAuthError
 from portals.bitrix.identifiers import normalize_portal_address
@@ -30,7 +31,7 @@ from portals.connect.code import ConnectInput, OtherPortal, authorize_url, conne
 from portals.connect.forms import HELD_SECRET_HELP, ConnectNewPortalForm, ConnectPortalForm
 from portals.connect.grants import ConnectError
 from portals.connect.views import missing_scopes_text
-from portals.models import Token, TokenStatus
+from portals.models import AppCredentials, Token, TokenStatus
 from portals.tokens import TokenError, refresh, state
 
 CONNECT, REFRESH, TOGGLE = "portals.connect_portal", "portals.refresh_token", "portals.toggle_token"
@@ -83,31 +84,40 @@ class TokenViewsMixin(admin.ModelAdmin):
     @method_decorator(sensitive_post_parameters("client_secret", "code"))
     @method_decorator(sensitive_variables())
     def connect_view(self, request: HttpRequest) -> HttpResponse:
-        """Exchanges the code within this same request. A failed attempt keeps the typed
-        secret in the session (encrypted, 10 minutes) and never shows the spent code again."""
+        """Exchanges the code within this same request. A known app's stored secret and scope
+        are used (not asked for). A form error keeps everything typed, the code included; a
+        failed exchange keeps the typed secret in the session (encrypted, 10 minutes) and
+        clears only the spent code."""
         require(request, CONNECT)
         held = states.held_secret(request.session)
+        data = request.POST if request.method == "POST" else request.GET
+        known = _known_app(data.get("client_id"))
         if request.method != "POST":
             initial = {name: request.GET[name] for name in KEPT_FIELDS if name in request.GET}
-            form = ConnectPortalForm(initial=initial, secret_held=held is not None)
+            form = ConnectPortalForm(initial=initial, secret_held=held is not None, known_app=known)
             return self._connect_page(request, form, request.GET)
         typed = request.POST.get("client_secret", "").strip()
         secret = typed or held
         if "_preview" in request.POST:  # only show the authorize URL
             if typed:
                 states.hold_secret(request.session, typed)
-            typed_in = {name: request.POST.get(name) for name in KEPT_FIELDS}
-            form = ConnectPortalForm(initial=typed_in, secret_held=bool(secret))
+            typed_in = {name: request.POST.get(name) for name in (*KEPT_FIELDS, "code")}
+            form = ConnectPortalForm(initial=typed_in, secret_held=bool(secret), known_app=known)
             return self._connect_page(request, form, request.POST)
-        form = ConnectPortalForm(request.POST, secret_held=held is not None)
+        form = ConnectPortalForm(request.POST, secret_held=held is not None, known_app=known)
         if form.is_valid():
+            stored = _stored_credentials(known, form.cleaned_data)
             try:
-                return self._connect(request, {**form.cleaned_data, "client_secret": secret or ""})
+                return self._connect(
+                    request, {**form.cleaned_data, "client_secret": secret or "", **stored}
+                )
             except (ValidationError, ConnectError) as err:
                 if "client_secret" in _fields(err):  # the secret is wrong: ask for it again
                     states.forget_secret(request.session)
-                    form, secret = _without_held_secret(form), None
+                    form, secret = _without_held_secret(form, known), None
                 _add_errors(form, err)
+                if isinstance(err, ConnectError):  # Bitrix24 answered: the code is spent
+                    form.spend_code()
         if typed and secret:  # a failed attempt: the next one need not retype it
             states.hold_secret(request.session, typed)
             form = _with_held_secret(form)
@@ -149,6 +159,8 @@ class TokenViewsMixin(admin.ModelAdmin):
             "admin/portals/token/connect.html",
             title=_("Add task: connect a portal"),
             form=form,
+            known_app=getattr(form, "known_app", None),
+            may_change_app=request.user.has_perm(CHANGE_APP),
             authorize_url=_authorize_url_for(data),
             default_zone=settings.BITRIX_DEFAULT_ZONE,
             allow_http=settings.BITRIX_ALLOW_HTTP,
@@ -243,7 +255,10 @@ class TokenViewsMixin(admin.ModelAdmin):
             messages.error(
                 request,
                 _("“%(reference)s” was not refreshed: %(error)s")
-                % {"reference": token.reference, "error": err},
+                % {
+                    "reference": token.reference,
+                    "error": refresh_error_text(err, token.reference),
+                },
             )
         else:
             messages.success(request, _("Refreshed “%(reference)s”.") % {"reference": token})
@@ -291,8 +306,27 @@ def _add_errors(form: forms.Form, err: ValidationError | ConnectError) -> None:
         form.add_error(field if field in form.fields else None, messages_)
 
 
+def _known_app(client_id: str | None) -> AppCredentials | None:
+    """The stored app of the client_id typed (or prefilled), whose secret and scope are used."""
+    client_id = (client_id or "").strip()
+    if not client_id:
+        return None
+    return AppCredentials.objects.filter(client_id=client_id).first()
+
+
+@sensitive_variables()
+def _stored_credentials(known: AppCredentials | None, cleaned: dict[str, Any]) -> dict[str, str]:
+    """The known app's secret and scope, for the fields the form did not ask for."""
+    if known is None:
+        return {}
+    stored = {"client_secret": known.client_secret, "scope": known.scope}
+    return {name: value for name, value in stored.items() if not cleaned.get(name)}
+
+
 def _with_held_secret(form: ConnectPortalForm) -> ConnectPortalForm:
     """The failed attempt's form, saying the secret just typed is kept."""
+    if "client_secret" not in form.fields:
+        return form
     field = form.fields["client_secret"]
     field.required, field.help_text = False, HELD_SECRET_HELP
     field.widget.attrs["placeholder"] = "••••••••"
@@ -300,9 +334,11 @@ def _with_held_secret(form: ConnectPortalForm) -> ConnectPortalForm:
     return form
 
 
-def _without_held_secret(form: ConnectPortalForm) -> ConnectPortalForm:
+def _without_held_secret(
+    form: ConnectPortalForm, known: AppCredentials | None
+) -> ConnectPortalForm:
     """The same attempt, asking for the secret again (the kept one was wrong)."""
-    fresh = ConnectPortalForm(form.data)
+    fresh = ConnectPortalForm(form.data, known_app=known)
     fresh.is_valid()
     fresh.errors.pop("client_secret", None)  # Bitrix24's error is about to say it better
     return fresh

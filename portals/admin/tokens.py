@@ -14,8 +14,9 @@ from django.utils.translation import gettext_lazy
 
 from core.display import EMPTY, duration, when
 from encryption import crypto
+from portals.admin.shown import explained_html, last_error_text, refresh_error_text
 from portals.admin.token_views import CONNECT, REFRESH, TOGGLE, TokenViewsMixin, add_task_url
-from portals.bitrix.errors import OAuthError
+from portals.bitrix.errors import OAuthError, explain
 from portals.connect import eventbind
 from portals.models import REFRESHABLE_STATUSES, Token, TokenStatus
 from portals.tokens import TokenError, refresh, state
@@ -83,7 +84,7 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
         "failure_count",
         "failing_since",
         "last_error_code",
-        "last_error",
+        "last_error_shown",
         "events_bound_at",
         "events_bind_error",
         "attempt_history",
@@ -116,7 +117,7 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
                     "failure_count",
                     "failing_since",
                     "last_error_code",
-                    "last_error",
+                    "last_error_shown",
                 ]
             },
         ),
@@ -198,7 +199,13 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
         text = str(obj.get_status_display())
         if obj.status == TokenStatus.REFRESH_FAILING:
             text += f" ({obj.failure_count}×)"
-        return format_html(BADGE, colour, obj.last_error, text)
+        return format_html(BADGE, colour, last_error_text(obj), text)
+
+    @admin.display(description=gettext_lazy("last error"))
+    def last_error_shown(self, obj: Token) -> str:
+        if not obj.last_error:
+            return EMPTY
+        return explained_html(explain(obj.last_error_code, obj.last_error))
 
     @admin.display(description=gettext_lazy("expires in"), ordering="expires_at")
     def expires_in_display(self, obj: Token) -> str:
@@ -267,7 +274,9 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
             except (OAuthError, TokenError) as err:
                 text = _("“%(reference)s” was not refreshed: %(error)s")
                 self.message_user(
-                    request, text % {"reference": reference, "error": err}, messages.ERROR
+                    request,
+                    text % {"reference": reference, "error": refresh_error_text(err, reference)},
+                    messages.ERROR,
                 )
             else:
                 text = _("Refreshed “%(reference)s”.") % {"reference": reference}

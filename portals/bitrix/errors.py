@@ -26,7 +26,9 @@ outside the OAuthError tree: they are never a Bitrix answer.
 from dataclasses import dataclass
 from enum import StrEnum
 
+from django.utils import translation
 from django.utils.functional import Promise
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -158,6 +160,19 @@ _UNKNOWN = ErrorClass(
 _UNKNOWN_TRANSIENT = ErrorClass(False, _RETRY)
 
 
+# What happened, for b24keeper's own codes (no Bitrix24 answer to quote), translated when shown.
+_OWN_SAID: dict[str, str | Promise] = {
+    "timeout": _("Bitrix24 did not answer in time."),
+    "connection_error": _("b24keeper could not reach Bitrix24."),
+    "unreadable_body": _("Bitrix24's answer could not be read."),
+    "incomplete_body": _("Bitrix24's answer was cut short."),
+    "invalid_endpoint": _("The token's address at Bitrix24 is not a plain https address."),
+    "invalid_method": _("The name is not a Bitrix24 method."),
+    "portal_moved": _("The portal answers at another address."),
+    "app_uninstalled": _("The application was uninstalled from the portal."),
+}
+
+
 def lookup(code: str, source: Source = Source.TOKEN, http_status: int | None = None) -> ErrorClass:
     """The table's entry for `code`; an unknown code is judged by its HTTP status."""
     entry = ERRORS.get((source, code.lower()))
@@ -176,6 +191,70 @@ def advice_for(code: str) -> str | Promise | None:
         if entry := ERRORS.get((source, code.lower())):
             return entry.advice
     return None
+
+
+@dataclass(frozen=True)
+class Explained:
+    """An error as a person reads it, in the active language: what happened (ours,
+    translated), Bitrix24's own `error_description` as it came (to show as a quote labelled as
+    Bitrix24's; may be empty) and what to do (the table's advice, translated)."""
+
+    said: str
+    quote: str
+    advice: str
+
+    def text(self) -> str:
+        """One paragraph: what happened, Bitrix24's words in quotes, what to do."""
+        parts = [self.said]
+        if self.quote:
+            parts.append(gettext("Bitrix24's words: “%(quote)s”.") % {"quote": self.quote})
+        if self.advice:
+            parts.append(self.advice)
+        return " ".join(parts)
+
+
+def explain(code: str, stored: str = "", description: str | None = None) -> Explained:
+    """`code` and the English message stored with it (`OAuthError.message()`: a token's last
+    error, an incident's message), or Bitrix24's `description` itself, as a person reads them
+    in the active language. A message that is not one of ours (a setting to fix) is kept."""
+    if not code:
+        return Explained(stored, "", "")
+    if description is None:
+        description = _description_in(code, stored)
+    if code.lower() in _OWN_SAID:  # ours: in English the stored words say more
+        said = str(_OWN_SAID[code.lower()])
+        if _english() and stored.startswith(own_head := f"Bitrix24 answered {code}. "):
+            said = stored[len(own_head) :]
+    elif code.lower().startswith("http_"):
+        said = gettext("Bitrix24 answered HTTP %(status)s with no error code.") % {
+            "status": code[5:]
+        }
+    elif stored and not stored.startswith("Bitrix24 answered"):
+        return Explained(stored, "", "")  # not a Bitrix24 answer: our own words, kept
+    else:
+        said = gettext("Bitrix24 answered %(code)s.") % {"code": code}
+    entry = advice_for(code) or (_UNKNOWN.advice if not code.startswith("http_") else _RETRY)
+    return Explained(said, description, str(entry))
+
+
+def _english() -> bool:
+    return (translation.get_language() or "en").startswith("en")
+
+
+def _description_in(code: str, stored: str) -> str:
+    """Bitrix24's description inside a stored message (the inverse of OAuthError.message)."""
+    head = f"Bitrix24 answered {code} ("
+    if not stored.startswith(head):
+        return ""
+    rest = stored[len(head) :]
+    advice = advice_for(code)
+    if advice is not None:
+        with translation.override("en"):
+            tail = f"). {advice}"
+        if rest.endswith(tail):
+            return rest[: -len(tail)]
+    end = rest.rfind(").")
+    return rest[:end] if end >= 0 else rest.rstrip(")")
 
 
 class OAuthError(Exception):
@@ -200,6 +279,10 @@ class OAuthError(Exception):
 
     def __str__(self) -> str:
         return self.message()
+
+    def explained(self) -> Explained:
+        """This error as a person reads it, in the active language."""
+        return explain(self.code, self.message(), self.description)
 
     def message(self) -> str:
         said = f"Bitrix24 answered {self.code}"
@@ -246,7 +329,9 @@ def classify(
     """Build the error for a Bitrix `error` string."""
     entry = lookup(code, source, http_status)
     cls = PermanentOAuthError if entry.permanent else TransientOAuthError
-    return cls(code, description, str(entry.advice), http_status, source)
+    with translation.override("en"):  # stored and logged in English; shown by explain()
+        hint = str(entry.advice)
+    return cls(code, description, hint, http_status, source)
 
 
 def own(

@@ -32,6 +32,9 @@ MEMBER_ID_LENGTH = 32
 ENDPOINT_MAX_LENGTH = 200
 
 
+APP_STATUSES = ("L", "F", "D", "T", "P", "S")
+
+
 @dataclass(frozen=True)
 class TokenGrant:
     access_token: str
@@ -43,6 +46,7 @@ class TokenGrant:
     member_id: str
     user_id: int | None
     domain: str
+    status: str = ""  # Bitrix24's app status on the portal: L, F, D, T, P or S
 
     def __repr__(self) -> str:  # keep tokens out of tracebacks and debug output
         return f"TokenGrant(member_id={self.member_id!r}, expires_at={self.expires_at})"
@@ -222,7 +226,14 @@ def _grant_from_body(body: dict[str, Any], http_status: int) -> TokenGrant:
         member_id=_short(body.get("member_id"), MEMBER_ID_LENGTH),
         user_id=user_id if user_id is not None and 0 <= user_id <= USER_ID_MAX else None,
         domain=str(body.get("domain") or ""),
+        status=_app_status(body.get("status")),
     )
+
+
+def _app_status(value: object) -> str:
+    """Bitrix24's one-letter app status (L/F/D/T/P/S); anything else is not kept."""
+    text = str(value or "")
+    return text if text in APP_STATUSES else ""
 
 
 def _object(value: object) -> dict[str, Any]:

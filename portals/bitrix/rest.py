@@ -198,8 +198,7 @@ class RestClient:
     # -- one request's troubles -----------------------------------------------------------
 
     def _wait_turn(self, credential: Credential, tries: _Tries) -> None:
-        rate = credential.rate
-        burst = max(1.0, credential.burst - math.ceil(rate * ARRIVAL_JITTER) - 1)
+        rate, burst = credential.rate, usable_burst(credential)
         left = tries.deadline - time.monotonic()
         turn = ratelimit.reserve(credential.bucket, rate, burst, max_wait=max(0.0, left))
         if not turn.granted:
@@ -245,6 +244,12 @@ class RestClient:
         tries.moved = True
         move = transport.confirm_move(credential, location, tries.deadline - time.monotonic())
         return self.keeper.moved(credential, move)
+
+
+def usable_burst(credential: Credential) -> float:
+    """The burst b24keeper's callers may use of the portal's: ARRIVAL_JITTER seconds of its
+    rate kept as headroom (the REST client and the REST proxy share one bucket this way)."""
+    return max(1.0, credential.burst - math.ceil(credential.rate * ARRIVAL_JITTER) - 1)
 
 
 # -- batch helpers -------------------------------------------------------------------------------

@@ -182,7 +182,7 @@ def _check_reference_is_free(data: ConnectInput) -> None:
 
 def _connect_error(err: OAuthError, data: ConnectInput) -> ConnectError:
     field = form_field(err)
-    message = err.message()
+    message = err.explained().text()
     if field == "code":
         url = authorize_url(data.portal, data.client_id)
         message = _("Bitrix24 refused the code (%(code)s).") % {"code": err.code}

@@ -21,9 +21,17 @@ HELD_SECRET_HELP = _(
 )
 
 
+SPENT_CODE = _(
+    "This code was spent by the attempt (a code works once): open the authorize URL again and "
+    "paste the new code."
+)
+# Taken from the stored app credentials when the app is known (the app's page changes them).
+STORED_FIELDS = ("client_secret", "scope")
+
+
 class SpentValueInput(forms.TextInput):
-    """A text input that never shows a submitted value again: a code works once, so a form
-    that comes back after any attempt must not offer the spent one."""
+    """A text input that never shows a submitted value again: put on the code field once an
+    exchange has spent it, so the form does not offer the spent one."""
 
     def format_value(self, value: Any) -> str | None:
         return None
@@ -32,23 +40,23 @@ class SpentValueInput(forms.TextInput):
 class ConnectPortalForm(forms.Form):
     portal = forms.CharField(label=_("Portal"), max_length=255, help_text=PORTAL_HELP)
     client_id = forms.CharField(
-        label="client_id",
+        label=_("client_id"),
         max_length=50,
         help_text=_("From the application's card, e.g. local.6a1b2c3d4e5f60.48151623"),
     )
     client_secret = forms.CharField(
-        label="client_secret",
+        label=_("client_secret"),
         max_length=200,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
         help_text=_("Stored encrypted and never shown again."),
     )
     scope = forms.CharField(
-        label="scope", max_length=500, initial="crm,user", help_text=_("Comma-separated.")
+        label=_("scope"), max_length=500, initial="crm,user", help_text=_("Comma-separated.")
     )
     code = forms.CharField(
-        label="code",
+        label=_("code"),
         max_length=200,
-        widget=SpentValueInput(attrs={"autocomplete": "off"}),
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
         help_text=CODE_HELP,
     )
     reference = forms.SlugField(
@@ -64,13 +72,30 @@ class ConnectPortalForm(forms.Form):
         help_text=_("Optional; defaults to the client_id."),
     )
 
-    def __init__(self, *args: Any, secret_held: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        secret_held: bool = False,
+        known_app: AppCredentials | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
-        if secret_held:
+        self.known_app = known_app
+        if known_app is not None:  # the stored secret and scope are used: not asked for
+            for name in STORED_FIELDS:
+                if not (self.data.get(name) or "").strip():
+                    del self.fields[name]
+        if secret_held and "client_secret" in self.fields:
             field = self.fields["client_secret"]
             field.required = False
             field.help_text = HELD_SECRET_HELP
             field.widget.attrs["placeholder"] = "••••••••"
+
+    def spend_code(self) -> None:
+        """The exchange used the code: show the field empty and say why."""
+        self.fields["code"].widget = SpentValueInput(attrs={"autocomplete": "off"})
+        if "code" not in self.errors:
+            self.add_error("code", str(SPENT_CODE))
 
 
 class ConnectNewPortalForm(forms.Form):

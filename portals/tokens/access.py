@@ -3,7 +3,12 @@
 Public API (documented in the README):
 
     get_access_token(reference, min_ttl=300) -> str   # what other code calls
-    refresh(reference) -> Token                        # refresh now
+    get_token(reference, min_ttl=300) -> TokenView     # the same, with expiry and endpoints
+    refresh(reference) -> TokenView                    # refresh now
+    aget_access_token(...)                             # the async twin
+
+`fresh_token()` is get_token() as the Token row, for the REST client (portals.rest), which
+needs the portal's rate limit; nothing else should need the row.
 
 How one refresh stays single and loses nothing (docs/bitrix24-protocol.md §3.3):
 1. Claim: a compare-and-set UPDATE stamps `refresh_started_at` on the row, only if nobody
@@ -25,6 +30,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Literal, overload
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
@@ -36,6 +42,7 @@ from portals.models import REFRESHABLE_STATUSES, RefreshAttempt, Token, TokenSta
 from portals.tokens import history, pairs, schedule, state
 from portals.tokens.errors import RefreshBusy, TokenConfigurationError, TokenUnavailable
 from portals.tokens.load import load, load_access
+from portals.tokens.view import TokenView, view_of
 
 log = logging.getLogger(__name__)
 Kind = RefreshAttempt.Kind
@@ -49,26 +56,40 @@ def get_access_token(reference: str, min_ttl: int = 300) -> str:
     """A valid access token for `reference`, refreshed first if it expires within `min_ttl`
     seconds. Raises TokenNotFound, TokenUnavailable (TokenConfigurationError among them),
     RefreshBusy, PairNotStored or OAuthError."""
-    return get_token(reference, min_ttl).access_token
+    return fresh_token(reference, min_ttl).access_token
 
 
 @sensitive_variables()
-def get_token(reference: str, min_ttl: int = 300) -> Token:
-    """get_access_token(), returning the Token row (with its portal): the token API and the
-    REST client also need its expiry, endpoint and portal."""
-    token = load_access(reference=reference)
+async def aget_access_token(reference: str, min_ttl: int = 300) -> str:
+    """get_access_token() for async code (the database work runs in a worker thread)."""
+    return await sync_to_async(get_access_token)(reference, min_ttl)
+
+
+@sensitive_variables()
+def get_token(reference: str, min_ttl: int = 300) -> TokenView:
+    """get_access_token(), returning the token's immutable view (expiry, endpoints, scope,
+    status): the token API's fields, and nothing that could refresh it."""
+    return view_of(fresh_token(reference, min_ttl))
+
+
+@sensitive_variables()
+def fresh_token(reference: str, min_ttl: int = 300, *, pk: int | None = None) -> Token:
+    """get_token() as the Token row (with its portal), for the REST client and the REST proxy
+    (which names the token by `pk`). Its refresh token and app are not loaded unless a refresh
+    was needed."""
+    token = load_access(pk=pk) if pk is not None else load_access(reference=reference)
     if token.status not in REFRESHABLE_STATUSES or not token.access_token:
-        _ensure_usable(token)
+        ensure_usable(token)
     # Judged on the database's clock (read with the row): a consumer whose clock is behind
     # must not serve a token the portal already refuses.
     fresh = token.expires_at and token.expires_at - db_now(token) > timedelta(seconds=min_ttl)
     # A refresh that died mid-call may have made the stored pair dead at Bitrix: never serve
     # it as if nothing happened; refreshing now finds out (and restores or escalates).
-    if fresh and not _lease_is_stale(token):
+    if fresh and not lease_is_stale(token):
         return token
     # Refreshing needs the refresh token and the client secret: load (and decrypt) them now.
     token = load(pk=token.pk)
-    _ensure_usable(token)
+    ensure_usable(token)
     try:
         token = refresh_token(token, Kind.ON_DEMAND, wait=True)
     except (OAuthError, RefreshBusy) as err:
@@ -83,9 +104,9 @@ def get_token(reference: str, min_ttl: int = 300) -> Token:
 
 
 @sensitive_variables()
-def refresh(reference: str) -> Token:
+def refresh(reference: str) -> TokenView:
     """Refresh now (waiting for, and accepting, a refresh already in flight)."""
-    return refresh_token(load(reference=reference), Kind.MANUAL, wait=True)
+    return view_of(refresh_token(load(reference=reference), Kind.MANUAL, wait=True))
 
 
 @overload
@@ -107,13 +128,13 @@ def refresh_token(token: Token, kind: str, *, wait: bool) -> Token | None:
     if kind == Kind.SCHEDULED and token.status == TokenStatus.CONFIG_ERROR:
         pass  # the sweep retries a configuration error: the setting may be fixed by now
     elif kind != Kind.MANUAL:
-        _ensure_usable(token)
+        ensure_usable(token)
     elif not token.refresh_token:
         raise TokenUnavailable(f"Token “{token.reference}” has no refresh token: connect it first.")
     first_version, saw_busy = token.version, False
     deadline = time.monotonic() + settings.TOKEN_REFRESH_WAIT
     while True:
-        stale = _lease_is_stale(token)
+        stale = lease_is_stale(token)
         if (stale or token.refresh_started_at is None) and state.claim_refresh(token):
             return _refresh_claimed(token, kind, interrupted=stale)
         if not wait:
@@ -146,15 +167,27 @@ def _replay_own_journal(token: Token, kind: str) -> int:
         raise TokenConfigurationError(str(error), error.setting) from None
 
 
-def _ensure_usable(token: Token) -> None:
+def ensure_usable(token: Token) -> None:
     if token.status == TokenStatus.CONFIG_ERROR:
         raise TokenConfigurationError(token.last_error, _setting_named(token.last_error))
     if token.status not in REFRESHABLE_STATUSES or not token.refresh_token:
-        raise TokenUnavailable(
-            f"Token “{token.reference}” is {token.get_status_display().lower()}"
-            + (f": {token.last_error}" if token.last_error else "."),
-            status=token.status,
-        )
+        what = _UNAVAILABLE.get(token.status, _UNAVAILABLE[TokenStatus.AWAITING_CODE])
+        cause = f" Bitrix24 said: {token.last_error}" if token.last_error else ""
+        raise TokenUnavailable(f"Token “{token.reference}” {what}.{cause}", status=token.status)
+
+
+# Why a token cannot be used, and what a person does about it (the token API's 409 detail).
+_UNAVAILABLE: dict[str, str] = {
+    TokenStatus.NEEDS_REAUTH: "needs re-authorization: Bitrix24 no longer accepts its refresh "
+    "token; an administrator of the portal connects it again (Add task or the Connect button)",
+    TokenStatus.UNINSTALLED: "cannot be used: the app was uninstalled from the portal; install "
+    "it again there",
+    TokenStatus.PAYMENT_REQUIRED: "cannot be used: Bitrix24 asks for the app to be paid for on "
+    "the portal",
+    TokenStatus.DISABLED: "is disabled by b24keeper's staff; enable it in the admin to use it",
+    TokenStatus.AWAITING_CODE: "is not connected yet: connect the portal first (Add task or "
+    "the Connect button)",
+}
 
 
 def _setting_named(message: str) -> str:
@@ -172,7 +205,7 @@ def db_now(token: Token) -> datetime:
     return getattr(token, "db_now", None) or dbclock.now()
 
 
-def _lease_is_stale(token: Token) -> bool:
+def lease_is_stale(token: Token) -> bool:
     """Whether the refresh claim looked dead when the row was read, by the database's clock
     (state.claim_refresh judges it again, in the database, when taking it over)."""
     started = token.refresh_started_at
@@ -182,7 +215,7 @@ def _lease_is_stale(token: Token) -> bool:
 
 def _after_failed_peer(token: Token) -> Token:
     """The refresh we waited for ended without a new pair: report its reason."""
-    _ensure_usable(token)
+    ensure_usable(token)
     if _still_good(token):
         return token
     raise TokenUnavailable(

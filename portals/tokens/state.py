@@ -108,6 +108,7 @@ def finish_success(token_id: int, grant: TokenGrant, *, recovered: bool) -> Toke
     changes = {
         "client_endpoint": grant.client_endpoint or token.client_endpoint,
         "user_id": grant.user_id or token.user_id,
+        "app_status": grant.status or token.app_status,
         "failure_count": 0,
         "last_error_code": "",
         "last_error": "",
@@ -252,6 +253,7 @@ def store_connection(
     token.expires_at, token.scope = grant.expires_at, scope
     token.server_endpoint, token.client_endpoint = grant.server_endpoint, grant.client_endpoint
     token.user_id, token.status = grant.user_id, TokenStatus.ACTIVE
+    token.app_status = grant.status or token.app_status
     token.version, token.last_refreshed_at = token.version + 1, now
     token.failure_count, token.last_error_code, token.last_error = 0, "", ""
     token.failing_since = token.refresh_started_at = token.claimed_until = None

@@ -38,19 +38,15 @@ def sweep(now: datetime | None = None) -> int:
     task was not enqueued (the broker went away mid-sweep) are released at once, so the next
     sweep enqueues them instead of skipping them until the claims expire."""
     ids = claim_due_tokens(now)
-    sent = 0
     try:
-        if ids:
-            with publish.connection() as conn:  # one connection, every wait bounded
-                for token_id in ids:
-                    expires = settings.REFRESH_TASK_EXPIRES
-                    publish.send(REFRESH_TASK, (token_id,), expires=expires, conn=conn)
-                    sent += 1
-    finally:
-        if sent < len(ids):
-            state.release_sweep_claims(ids[sent:])
-            log.warning("sweep: %d refresh(es) not enqueued; their claims are released",
-                        len(ids) - sent)  # fmt: skip
+        if ids:  # one bounded connection for all of them (a catch-up enqueues thousands)
+            args = [(token_id,) for token_id in ids]
+            publish.send_many(REFRESH_TASK, args, expires=settings.REFRESH_TASK_EXPIRES)
+    except publish.PartlySent as err:
+        state.release_sweep_claims(ids[err.sent :])
+        log.warning("sweep: %d refresh(es) not enqueued; their claims are released",
+                    len(ids) - err.sent)  # fmt: skip
+        raise
     if ids:
         log.info("sweep: enqueued %d token refresh(es)", len(ids))
     return len(ids)

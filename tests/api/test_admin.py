@@ -33,14 +33,18 @@ def viewer(django_user_model, client):
 
 
 def add_form(token, **overrides) -> dict:
-    return {"name": "billing", "tokens": [token.pk], "rate_per_minute": 600, **overrides}
+    return {"name": "billing", "scopes": "token", "tokens": [token.pk], "rate_per_minute": 600,
+            **overrides}  # fmt: skip
 
 
 def test_a_new_key_is_shown_once_and_works(client, manager, token):
-    page = client.post(ADD, add_form(token))
+    created = client.post(ADD, add_form(token))
+    api_key = ApiKey.objects.get()
+    assert created.status_code == 302  # post/redirect/get: a reload never posts again
+    assert created["Location"] == reverse("admin:api_apikey_created", args=[api_key.pk])
+    page = client.get(created["Location"])
     assert page.status_code == 200 and "no-store" in page["Cache-Control"]
     html = page.content.decode()
-    api_key = ApiKey.objects.get()
     key = html.split('id="api-key"', 1)[1].split(">", 1)[1].split("<", 1)[0]
     assert key.startswith(api_key.prefix) and keys.digest(key) == api_key.key_hash
     assert api_key.created_by == manager and list(api_key.tokens.all()) == [token]
@@ -51,6 +55,10 @@ def test_a_new_key_is_shown_once_and_works(client, manager, token):
     change = client.get(reverse("admin:api_apikey_change", args=[api_key.pk]))
     assert key not in change.content.decode() and api_key.prefix in change.content.decode()
     assert key not in client.get(CHANGELIST).content.decode()
+    again = client.get(created["Location"]).content.decode()  # the reload
+    assert key not in again and 'id="key-gone"' in again
+    assert ApiKey.objects.count() == 1
+    assert "b24keeper_new_api_key" not in client.session
 
 
 def test_a_key_must_read_something(client, manager, token):
@@ -85,3 +93,20 @@ def test_viewers_see_keys_but_cannot_create_change_or_revoke_them(client, viewer
     assert change.status_code == 403
     api_key.refresh_from_db()
     assert api_key.revoked_at is None and ApiKey.objects.count() == 1
+
+
+def test_a_new_proxy_key_shows_its_ready_webhook_url(client, manager, token, settings):
+    page = client.post(ADD, add_form(token, scopes="proxy", methods="crm.lead.*"))
+    html = page.content.decode()
+    api_key = ApiKey.objects.get()
+    key = html.split('id="api-key"', 1)[1].split(">", 1)[1].split("<", 1)[0]
+    assert f"{settings.SITE_URL}/rest/{token.pk}/{key}/" in html
+    assert "Authorization: Bearer" not in html  # a proxy-only key reads no token
+    assert api_key.scopes == "proxy" and api_key.methods == "crm.lead.*"
+
+
+def test_a_bad_scope_or_method_pattern_is_refused_naming_the_field(client, manager, token):
+    page = client.post(ADD, add_form(token, scopes="tokens", methods="crm lead/list"))
+    assert page.status_code == 200 and not ApiKey.objects.exists()
+    errors = page.context["adminform"].form.errors
+    assert "scopes" in errors and "methods" in errors

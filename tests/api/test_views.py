@@ -45,15 +45,27 @@ def test_it_returns_the_token_and_where_to_use_it(client, token, key):
     body = response.json()
     token.refresh_from_db()
     assert body == {
+        "id": token.pk,
         "reference": "token",
         "access_token": token.access_token,
         "expires_at": token.expires_at.isoformat(),
+        "expires": int(token.expires_at.timestamp()),
         "expires_in": body["expires_in"],
         "domain": PORTAL,
-        "client_endpoint": f"https://{PORTAL}/rest/",
         "member_id": token.portal.member_id,
+        "client_endpoint": f"https://{PORTAL}/rest/",
+        "server_endpoint": token.server_endpoint,
+        "scope": "crm,user",
+        "status": "active",
+        "app_status": "L",
+        "user_id": token.user_id,
     }
-    assert 3500 < body["expires_in"] <= 3600
+    assert 3500 < body["expires_in"] <= 3600 and token.server_endpoint.endswith("/rest/")
+
+
+def test_client_endpoint_is_a_usable_rest_root_even_when_none_was_stored(client, token, key):
+    Token.objects.filter(pk=token.pk).update(client_endpoint="")
+    assert get(client, "token", key).json()["client_endpoint"] == f"https://{PORTAL}/rest/"
 
 
 def test_it_refreshes_first_when_the_token_expires_within_min_ttl(client, fake_bitrix, token, key):
@@ -87,7 +99,8 @@ def test_no_or_unknown_key_is_unauthorized(client, token, key, authorization):
     assert response["WWW-Authenticate"].startswith("Bearer")
 
 
-def test_a_revoked_or_expired_key_is_unauthorized(client, token, key):
+def test_a_revoked_or_expired_key_is_unauthorized(settings, client, token, key):
+    settings.API_KEY_CACHE_SECONDS = 0  # the database changes below bypass keys.revoke()
     api_key = ApiKey.objects.get()
     ApiKey.objects.filter(pk=api_key.pk).update(expires_at=timezone.now())
     assert_error(get(client, "token", key), 401, "unauthorized")
@@ -119,6 +132,9 @@ def test_a_token_that_needs_a_person_is_409_with_its_status(client, token, key, 
     Token.objects.filter(pk=token.pk).update(status=status)
     body = assert_error(get(client, "token", key), 409, "token_unavailable")
     assert body["status"] == status
+    # A sentence a developer can act on: what is wrong, and who does what about it.
+    assert " is needs " not in body["detail"] and " is app " not in body["detail"]
+    assert any(word in body["detail"] for word in ("connects it again", "install", "enable"))
 
 
 def test_a_refresh_refused_for_good_is_409_with_the_new_status(client, fake_bitrix, token, key):
@@ -163,7 +179,8 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(client, token):
     assert 1 <= int(response["Retry-After"]) <= 30
 
 
-def test_renaming_the_reference_keeps_the_key_working(client, token, key):
+def test_renaming_the_reference_keeps_the_key_working(settings, client, token, key):
+    settings.API_KEY_CACHE_SECONDS = 0  # a rename is seen within the cache's seconds
     state.update_staff_fields(token.pk, reference="billing-token")
     assert get(client, "billing-token", key).json()["reference"] == "billing-token"
     assert_error(get(client, "token", key), 403, "forbidden")
@@ -177,6 +194,7 @@ def test_last_use_is_written_at_most_once_a_minute(client, token, key):
     get(client, "token", key)
     assert ApiKey.objects.get().last_used_at == first
     ApiKey.objects.update(last_used_at=first - timedelta(minutes=2))
+    keys.forget_cached()  # as a minute later: this process's own note of the last write
     get(client, "token", key)
     assert ApiKey.objects.get().last_used_at > first
 
@@ -191,7 +209,7 @@ def test_behind_the_proxy_the_last_address_is_the_one_the_proxy_saw(settings, to
 def test_other_methods_and_paths_answer_json(client, token, key):
     response = client.post("/api/tokens/token/", headers={"Authorization": f"Bearer {key}"})
     assert_error(response, 405, "method_not_allowed")
-    assert_error(client.get("/api/tokens/"), 404, "not_found")
+    assert_error(client.get("/api/nothing/"), 404, "not_found")
 
 
 def test_no_key_value_in_the_database_or_the_logs(client, token, caplog):
@@ -235,4 +253,35 @@ def test_the_command_refuses_an_unknown_reference_and_creates_nothing(token):
     with pytest.raises(CommandError, match="nope"):
         call_command("create_api_key", "--name", "x", "--reference", "token", "--reference",
                      "nope", stdout=StringIO(), stderr=StringIO())  # fmt: skip
+    assert not ApiKey.objects.exists()
+
+
+def test_the_command_makes_a_proxy_key_with_method_patterns(client, token):
+    out, err = StringIO(), StringIO()
+    call_command("create_api_key", "--name", "crm", "--reference", "token", "--scope",
+                 "token,proxy", "--methods", "crm.lead.*,user.current", stdout=out,
+                 stderr=err)  # fmt: skip
+    api_key = ApiKey.objects.get()
+    assert api_key.scopes == "token,proxy" and api_key.methods.split() == [
+        "crm.lead.*",
+        "user.current",
+    ]
+    assert out.getvalue().strip() not in err.getvalue() and "proxy" in err.getvalue()
+
+
+def test_existing_and_default_keys_keep_the_token_scope_only(token):
+    call_command("create_api_key", "--name", "x", stdout=StringIO(), stderr=StringIO())
+    assert ApiKey.objects.get().scopes == "token"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [("--scope", "tokens", "Scopes"), ("--methods", "crm lead/list", "method pattern")],
+)
+def test_the_command_refuses_a_bad_scope_or_pattern_and_creates_nothing(
+    token, option, value, named
+):
+    with pytest.raises(CommandError, match=named):
+        call_command("create_api_key", "--name", "x", option, value, stdout=StringIO(),
+                     stderr=StringIO())  # fmt: skip
     assert not ApiKey.objects.exists()

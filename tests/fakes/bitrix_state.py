@@ -102,6 +102,7 @@ class BitrixState:
         self.access_lifetime = 3600
         self.refresh_lifetime = 30 * 86400
         self.expired_refresh_error = "expired_token"
+        self.refusing = False  # refuse_every_access()
         # The HTTP layer overwrites these once the socket is bound.
         self.server_host = "oauth.fake.invalid"
         self.base_url = f"http://{self.server_host}"
@@ -198,6 +199,21 @@ class BitrixState:
                 other.access_alive = other.refresh_alive = False
                 del self._by_refresh[other.refresh_token]
 
+    def refuse_access(self, access_token: str) -> None:
+        """The portal stops accepting `access_token` before its expiry (as after a password
+        change or a revoked session); its refresh token still works. What b24keeper cannot
+        know until a consumer tells it."""
+        with self._lock:
+            grant = self._by_access.get(access_token)
+            if grant is not None:
+                grant.access_alive = False
+
+    def refuse_every_access(self, refuse: bool = True) -> None:
+        """While on, the portal refuses every access token, even freshly issued ones (a
+        refusal that persists: the app's rights were taken away, say)."""
+        with self._lock:
+            self.refusing = refuse
+
     # -- inspection ----------------------------------------------------------------------
 
     def current_refresh_token(self, member_id: str, client_id: str) -> str | None:
@@ -216,7 +232,8 @@ class BitrixState:
     def access_token_valid(self, access_token: str) -> bool:
         with self._lock:
             grant = self._by_access.get(access_token)
-            return bool(grant and grant.access_alive and self.now() < grant.access_expires)
+            alive = grant and grant.access_alive and not self.refusing
+            return bool(alive and self.now() < grant.access_expires)
 
     # -- /oauth/token/ -------------------------------------------------------------------
 

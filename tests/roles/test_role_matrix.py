@@ -113,6 +113,8 @@ CUSTOM = {
         "page", OPS, lambda w: w.pending_pk, body=lambda w: {"_confirm": "1"}
     ),
     "notifications_channel_test": Custom("button", OPS, channel_pk),
+    # The page a new API key is shown on once (api.manage_apikey: the superuser here).
+    "api_apikey_created": Custom("page", ROOT, lambda w: w.rows["api.apikey"].pk),
     "notifications_channel_toggle": Custom("button", OPS, channel_pk),
     "auth_user_password_change": Custom(
         "page",

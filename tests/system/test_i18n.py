@@ -64,7 +64,7 @@ def test_our_pages_are_russian(admin_client, url, russian):
 
 
 def test_a_new_api_key_is_shown_in_russian(admin_client, token):
-    form = {"name": "billing", "tokens": [token.pk], "rate_per_minute": 600}
+    form = {"name": "billing", "scopes": "token", "tokens": [token.pk], "rate_per_minute": 600}
     page = admin_client.post("/admin/api/apikey/add/", form, HTTP_ACCEPT_LANGUAGE="ru")
     html = page.content.decode()
     assert "API-ключ «billing» создан" in html and "Все API-ключи" in html

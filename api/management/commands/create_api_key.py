@@ -1,7 +1,9 @@
 """python manage.py create_api_key --name NAME --reference REF [--reference REF ...]
+    [--scope token,proxy] [--methods "crm.lead.*,user.current"]
 
 Prints the new key once, on stdout alone (so a script can capture it); what it reads goes to
-stderr. Without --reference the key reads every token.
+stderr. Without --reference the key reads every token; without --scope it reads tokens
+(`token`); `proxy` lets it call Bitrix24 through SITE_URL/rest/<token id>/<key>/<method>.
 """
 
 from datetime import timedelta
@@ -32,6 +34,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--rate-per-minute", type=int, help="Requests a minute the key may make (600)."
         )
+        parser.add_argument(
+            "--scope",
+            default="token",
+            help="token (read tokens), proxy (call through the REST proxy) or token,proxy.",
+        )
+        parser.add_argument(
+            "--methods",
+            default="",
+            metavar="PATTERNS",
+            help="Proxy: the methods allowed, comma-separated patterns (crm.lead.*,user.current).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         days = options["expires_in_days"]
@@ -44,12 +57,14 @@ class Command(BaseCommand):
                 references,
                 expires_at=timezone.now() + timedelta(days=days) if days else None,
                 rate_per_minute=options["rate_per_minute"],
+                scopes=str(options["scope"]),
+                methods=str(options["methods"]),
             )
         except ValidationError as err:
             raise CommandError(" ".join(err.messages)) from None
         reads = ", ".join(references) if references is not None else "every token"
         self.stderr.write(
-            f"API key “{api_key.name}” ({api_key.prefix}…) reads {reads}. It is shown once, "
-            "below: store it now."
+            f"API key “{api_key.name}” ({api_key.prefix}…) reads {reads} (scope "
+            f"{api_key.scopes}). It is shown once, below: store it now."
         )
         self.stdout.write(key)

@@ -59,6 +59,7 @@ def test_a_wrong_secret_is_not_kept(admin_client, fake_bitrix):
     code = fake_bitrix.issue_code(CLIENT_ID, PORTAL)
     page = admin_client.post(reverse(ADD_TASK), form(code, client_secret="w" * 50))
     assert "invalid_client" in page.content.decode()
+    assert "This code was spent" in page.content.decode() and code not in page.content.decode()
     assert states.HELD_SECRET_KEY not in admin_client.session
     again = admin_client.post(reverse(ADD_TASK), form("x", client_secret=""))
     assert "This field is required" in again.content.decode()
@@ -195,3 +196,44 @@ def test_connect_new_refuses_a_taken_reference(admin_client, token):
         {"app": token.app.pk, "portal": "other.bitrix24.com", "reference": "token"},
     )
     assert "“token” is taken" in response.content.decode()
+
+
+def test_reconnect_by_add_task_uses_the_stored_secret_and_scope(admin_client, fake_bitrix):
+    token = connect(fake_bitrix)
+    Token.objects.filter(pk=token.pk).update(status=TokenStatus.NEEDS_REAUTH)
+    html = admin_client.get(reverse("admin:portals_token_change", args=[token.pk])).content
+    link = re.search(r'href="(/admin/portals/token/connect/\?[^"]+)"', html.decode()).group(1)
+    prefilled = admin_client.get(link.replace("&amp;", "&")).content.decode()
+    assert 'name="client_secret"' not in prefilled and 'name="scope"' not in prefilled
+    assert 'id="stored-credentials"' in prefilled
+    code = fake_bitrix.issue_code(CLIENT_ID, PORTAL)
+    data = form(code)
+    del data["client_secret"], data["scope"]
+    response = admin_client.post(reverse(ADD_TASK), data)
+    assert response.status_code == 302
+    assert Token.objects.get().version == 2
+    assert fake_bitrix.token_requests[-1]["params"]["code"] == code
+
+
+def test_a_form_error_keeps_everything_typed_the_code_included(admin_client, fake_bitrix):
+    code = fake_bitrix.issue_code(CLIENT_ID, PORTAL)
+    exchanges = fake_bitrix.count()
+    page = admin_client.post(reverse(ADD_TASK), form(code, reference="has space"))
+    html = page.content.decode()
+    assert f'value="{code}"' in code_input(html)  # not spent: nothing was sent
+    assert f'value="{PORTAL}"' in html and 'value="crm,user"' in html
+    assert fake_bitrix.count() == exchanges
+
+
+def test_a_failed_exchange_clears_only_the_code_and_says_so(admin_client, fake_bitrix):
+    token = connect(fake_bitrix)
+    stale = fake_bitrix.issue_code(CLIENT_ID, PORTAL)
+    fake_bitrix.advance(31)
+    data = {**form(stale), "reference": token.reference}
+    del data["client_secret"], data["scope"]
+    html = admin_client.post(reverse(ADD_TASK), data).content.decode()
+    assert "value=" not in code_input(html)
+    assert "work once" in html and "expired_token" in html
+    assert f'value="{PORTAL}"' in html and f'value="{CLIENT_ID}"' in html
+    assert 'name="client_secret"' not in html  # still the stored one, not asked for
+    assert Token.objects.get().version == 1
