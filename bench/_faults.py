@@ -10,6 +10,8 @@ import threading
 import time
 from collections import Counter
 
+from _setup import ROOT  # noqa: F401  (first: puts the repository on sys.path)
+
 from tests.fakes.provider_telegram import BOT_TOKEN, CHAT_ID
 from tests.fakes.tcp_proxy import TcpProxy
 
