@@ -36,8 +36,9 @@ def _drop_stale_connections(**kwargs: object) -> None:
 @worker_ready.connect
 def _on_worker_start(**kwargs: object) -> None:
     # Store pairs this machine's journal still holds, and check that secrets decrypt.
-    from portals.tokens import replayer
+    from portals.tokens import held, replayer
     from portals.tokens.startup import on_process_start
 
     on_process_start(run_checks=True)
     replayer.start()  # the machine's journal loop (one per machine: a lock decides)
+    held.register()  # answer /health/ and the token page: which pairs wait in this memory

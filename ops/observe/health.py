@@ -9,14 +9,17 @@ HEALTH_CHECK_TIMEOUT (+ a little) even when a dependency hangs instead of refusi
   a worker runs it, so when this fails, `workers` tells which of the two is down;
 - workers: a worker finished a task within a minute, or answers a ping;
 - encryption: one stored secret of each table decrypts with ENCRYPTION_KEYS;
-- alerts: every open incident is covered by an enabled notification channel.
+- alerts: every open incident is covered by an enabled notification channel;
+- pairs: no process holds a new pair in memory (portals.tokens.held: this process and the
+  workers; other web processes are not asked).
 
 A check that hangs is not started again while it still runs: the next request waits on the
 same attempt, so a dead dependency costs one stuck thread, not one per probe.
 
 Status: *down* (HTTP 503) when the database or the encryption check fails: this service can
-then serve no token. *degraded* (HTTP 200) when only the broker, beat or workers fail: stored
-tokens still work (for up to an hour) but nothing refreshes, or an alert reaches nobody.
+then serve no token. *degraded* (HTTP 200) when only the broker, beat, workers, alerts or
+pairs fail: stored tokens still work (for up to an hour) but nothing refreshes, an alert
+reaches nobody, or a pair waits in one process's memory.
 *ok* (HTTP 200) otherwise.
 """
 
@@ -41,6 +44,7 @@ from encryption import probe
 from notifications.incidents.coverage import unheard_incidents
 from ops.record import heartbeat
 from portals.beat import SWEEP_TASK
+from portals.tokens import held
 
 CRITICAL = ("database", "encryption")
 WORKER_RECENT = timedelta(minutes=1)
@@ -129,6 +133,33 @@ def check_workers() -> str:
     return "answered a ping: " + ", ".join(sorted(name for reply in replies for name in reply))
 
 
+def check_pairs() -> str:
+    """A pair held in a process's memory (neither stored nor journaled) is lost if that process
+    stops. Asked: this process and the workers (other web processes hear no remote control)."""
+    try:
+        with _broker_connection() as conn:
+            pairs = held.everywhere(conn, settings.HEALTH_CHECK_TIMEOUT * 0.5)
+    except Exception as err:  # the broker check reports the broker itself
+        if pairs := held.held_pairs():
+            raise _held(pairs) from None
+        return f"none held in this process; the workers could not be asked ({type(err).__name__})"
+    if pairs:
+        raise _held(pairs)
+    return "none held (this process and the workers that answered)"
+
+
+def _held(pairs: list[held.HeldPair]) -> CheckFailed:
+    where = ", ".join(
+        f"token {pair.reference!r} on {pair.host} (process {pair.pid}) since "
+        f"{pair.since:%Y-%m-%d %H:%M:%S} UTC"
+        for pair in pairs
+    )
+    return CheckFailed(
+        f"a new pair waits in memory: {where}; it is stored once that process reaches the "
+        "database: do not stop that process"
+    )
+
+
 def check_encryption() -> str:
     connection.ensure_connection()  # unreadable_tables() skips an unreachable database
     if unreadable := probe.unreadable_tables():
@@ -157,6 +188,8 @@ CHECKS: dict[str, Callable[[], str]] = {
     # Beyond the five of the contract: an alert that reaches nobody (issue: every alert
     # reaches a person) shows where on-call looks.
     "alerts": check_alerts,
+    # A pair only one process's memory holds (issue 16): that process must not be stopped.
+    "pairs": check_pairs,
 }
 
 

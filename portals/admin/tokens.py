@@ -19,7 +19,7 @@ from portals.admin.token_views import CONNECT, REFRESH, TOGGLE, TokenViewsMixin,
 from portals.bitrix.errors import OAuthError, explain
 from portals.connect import eventbind
 from portals.models import REFRESHABLE_STATUSES, Token, TokenStatus
-from portals.tokens import TokenError, refresh, state
+from portals.tokens import TokenError, held, refresh, state
 
 STATUS_COLOURS: dict[str, str] = {
     TokenStatus.AWAITING_CODE: "#6c757d",
@@ -190,6 +190,7 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
                 add_task_url=add_task_url(token),
                 missing_scopes=token.missing_scopes(),
                 events_notice=eventbind.notice(token),
+                held_pairs=held.for_token(token.pk),  # only here: it asks the workers
             )
         return super().change_view(request, object_id, form_url, extra)
 

@@ -6,9 +6,11 @@ what a journal still holds, at process start and before this machine refreshes a
 
 import contextlib
 import logging
+import os
 import socket
 import time
 from datetime import datetime
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
@@ -113,6 +115,7 @@ def _not_stored(token: Token, grant: TokenGrant, tries: int, journaled: bool) ->
             "it is kept in the local journal and stored once the database is back."
         )
     _HELD[(token.pk, token.version)] = grant
+    _HELD_SINCE[(token.pk, token.version)] = (token.reference, timezone.now())
     host = socket.gethostname()
     log.error("token %s: new pair not stored after %d tries and the journal could not be "
               "written: it waits in memory on %s, retried in the background; it is lost if "
@@ -128,6 +131,37 @@ def _not_stored(token: Token, grant: TokenGrant, tries: int, journaled: bool) ->
 # Pairs that neither the database nor the journal took: (token id, from version) -> pair. Only
 # this process has them; the journal loop retries them with the journal's entries.
 _HELD: dict[tuple[int, int], TokenGrant] = {}
+# What may be shown of them (never the pair itself): (token reference, held since).
+_HELD_SINCE: dict[tuple[int, int], tuple[str, datetime]] = {}
+
+
+class HeldPair(NamedTuple):
+    """A pair waiting in a process's memory, as the token page and /health/ name it."""
+
+    token_id: int
+    reference: str
+    host: str
+    pid: int
+    since: datetime
+
+    def as_reply(self) -> dict[str, object]:
+        """JSON for a Celery remote-control reply (portals.tokens.held)."""
+        return {**self._asdict(), "since": self.since.isoformat()}
+
+    @classmethod
+    def from_reply(cls, item: dict[str, Any]) -> "HeldPair":
+        since = datetime.fromisoformat(str(item["since"]))
+        host, reference = str(item["host"]), str(item["reference"])
+        return cls(int(item["token_id"]), reference, host, int(item["pid"]), since)
+
+
+def held_pairs() -> list[HeldPair]:
+    """The pairs waiting in this process's memory: which token, where, since when."""
+    host, pid = socket.gethostname(), os.getpid()
+    return [
+        HeldPair(token_id, reference, host, pid, since)
+        for (token_id, _version), (reference, since) in list(_HELD_SINCE.items())
+    ]
 
 
 def held_in_memory() -> int:
@@ -144,6 +178,7 @@ def retry_held() -> int:
         if restore_pair(token_id, from_version, grant):
             stored += 1
         del _HELD[(token_id, from_version)]
+        _HELD_SINCE.pop((token_id, from_version), None)
     return stored
 
 

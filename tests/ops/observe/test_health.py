@@ -19,7 +19,7 @@ from tests.processes import start_python, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 BEARER = "health-bearer-51d0"
-CHECKS = {"database", "broker", "beat", "workers", "encryption", "alerts"}
+CHECKS = {"database", "broker", "beat", "workers", "encryption", "alerts", "pairs"}
 
 
 def get(client, bearer: bool = False) -> tuple[int, dict]:
