@@ -9,12 +9,14 @@ import pytest
 from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.utils import timezone
 
 from ops.record import heartbeat
 from tests.brokers import use_broker
 from tests.conftest import connect
 from tests.fakes.silent_server import SilentServer
+from tests.fakes.tcp_proxy import TcpProxy
 from tests.processes import start_python, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -185,3 +187,34 @@ def test_an_open_incident_no_channel_covers_makes_it_degraded(fake_bitrix, broke
     code, body = get(client, bearer=True)
     assert (code, body["status"]) == (200, "degraded") and "alerts" in failing(body)
     assert "1 open incident(s) unheard" in body["checks"]["alerts"]["detail"]
+
+
+def test_pairs_names_the_answering_process_when_it_holds_a_pair(fake_bitrix, broker_url, tmp_path):
+    """The web-process side of `pairs` (a worker's side: tests/portals/tokens/test_held.py): a
+    process whose disk is full and whose database link is cut holds the pair, then serves
+    /health/ itself."""
+    connect(fake_bitrix)
+    db = connection.settings_dict
+    with TcpProxy(db["HOST"], int(db["PORT"])) as proxy:
+        fake_bitrix.after_grant = lambda params: proxy.cut()
+        proc = start_python(
+            "import json, resource, signal\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # a full disk\n"
+            "from django.test import Client\n"
+            "from portals.tokens import refresh, PairNotStored\n"
+            "try:\n    refresh('token')\nexcept PairNotStored:\n    pass\n"
+            f"r = Client().get('/health/', HTTP_HOST='127.0.0.1', "
+            f"headers={{'Authorization': 'Bearer {BEARER}'}})\n"
+            "print(json.dumps(json.loads(r.content)['checks']['pairs']))\n",
+            DATABASE_URL=f"postgres://{db['USER']}@127.0.0.1:{proxy.port}/{db['NAME']}",
+            TOKEN_STORE_RETRY="1",
+            METRICS_TOKEN=BEARER,
+            VAR_DIR=str(tmp_path / "machine-a"),
+        )
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    check = json.loads(out.strip().splitlines()[-1])
+    assert check["status"] == "failing", check
+    where = f"token 'token' on {socket.gethostname()} (process {proc.pid}) since "
+    assert where in check["detail"], check
