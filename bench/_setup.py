@@ -100,6 +100,9 @@ def setup_django(env: dict[str, str]) -> None:
 
 def finish(keep: bool) -> None:
     """Leave nothing behind unless asked to (--keep)."""
+    from ops.record import metrics
+
+    metrics.flush()  # now, not at exit: the database is about to go
     flush_redis()
     if keep:
         print(f"\nkept database {BENCH_DB} (DATABASE_URL={DATABASE_URL})")

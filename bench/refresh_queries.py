@@ -61,6 +61,8 @@ def run(args: argparse.Namespace, fake: FakeBitrix) -> None:
         counts = [results[size][path]["queries"] for size in sizes]
         constant = constant and len(set(counts)) == 1
         rows.append((path, " / ".join(str(c) for c in counts)))
+        commits = [str(results[size][path]["commits"]) for size in sizes]
+        rows.append(("  commits", " / ".join(commits)))
         ms = [f"{results[size][path]['ms']:.2f}" for size in sizes]
         rows.append(("  SQL time, ms", " / ".join(ms)))
     title = "queries per call at " + " / ".join(f"{size} tokens" for size in sizes)
@@ -101,7 +103,7 @@ def measure_paths(fake: FakeBitrix, verbose: bool) -> dict[str, dict[str, Any]]:
     results = {}
     for name, calls in paths.items():
         runs = [captured(prepare, call) for prepare, call in calls]
-        if len({r["queries"] for r in runs}) != 1:
+        if len({(r["queries"], r["commits"]) for r in runs}) != 1:
             raise SystemExit(f"{name}: query counts differ between tokens: {runs}")
         results[name] = runs[-1]
         if verbose:
@@ -110,27 +112,31 @@ def measure_paths(fake: FakeBitrix, verbose: bool) -> dict[str, dict[str, Any]]:
 
 
 def captured(prepare: Callable[[], object], call: Callable[[], object]) -> dict[str, Any]:
+    """The statements `call` sends (timed) and the commits they cost: one per statement run
+    outside a transaction, plus each COMMIT (Django logs BEGIN/COMMIT of atomic blocks)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    spent: list[float] = []
+    spent: list[tuple[float, str, bool]] = []
 
     def timed(execute: Callable, sql: str, params: Any, many: bool, context: Any) -> Any:
         began = time.perf_counter()
         try:
             return execute(sql, params, many, context)
         finally:
-            spent.append(time.perf_counter() - began)
+            in_transaction = context["connection"].in_atomic_block
+            spent.append((time.perf_counter() - began, sql, in_transaction))
 
     prepare()
-    with CaptureQueriesContext(connection) as queries, connection.execute_wrapper(timed):
+    with CaptureQueriesContext(connection) as logged, connection.execute_wrapper(timed):
         call()
+    commits = sum(1 for q in logged if q["sql"] == "COMMIT")
+    commits += sum(1 for _, _, in_transaction in spent if not in_transaction)
     return {
-        "queries": len(queries),
-        "ms": sum(spent) * 1000,
-        "sql": [
-            f"{t * 1000:6.2f} ms  {q['sql'][:140]}" for t, q in zip(spent, queries, strict=True)
-        ],
+        "queries": len(spent),
+        "commits": commits,
+        "ms": sum(t for t, _, _ in spent) * 1000,
+        "sql": [f"{t * 1000:6.2f} ms  {'   ' if a else 'c  '}{q[:140]}" for t, q, a in spent],
     }
 
 

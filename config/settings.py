@@ -161,6 +161,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en")
 LANGUAGES = [("en", "English"), ("ru", "Русский")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# The language staff choose in the admin's header is remembered for a year (a cookie).
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 # Every page shows dates one way, in both languages (config/formats/).
 FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
@@ -263,6 +265,12 @@ OUTAGE_MIN_TOKENS = env.int("OUTAGE_MIN_TOKENS", default=5)
 REFRESH_MAX_PER_SWEEP = env.int("REFRESH_MAX_PER_SWEEP", default=2000)
 # Seconds a queued refresh task stays valid; older ones are dropped, the next sweep re-queues.
 REFRESH_TASK_EXPIRES = env.int("REFRESH_TASK_EXPIRES", default=300)
+# Up to this many tokens per refresh task (refreshed one after the other in one worker slot):
+# a catch-up of 10,000 tokens is 1,000 messages, not 10,000. Small sweeps spread their tokens
+# over more tasks (portals.tokens.sweep.batches), so every worker slot gets some.
+REFRESH_BATCH_SIZE = env.int("REFRESH_BATCH_SIZE", default=10)
+if not 1 <= REFRESH_BATCH_SIZE <= 100:
+    raise ImproperlyConfigured("REFRESH_BATCH_SIZE must be between 1 and 100 (tokens per task).")
 # Retrying a transient refresh failure: base * 2^(failures-1) seconds, jittered, capped.
 REFRESH_BACKOFF_BASE_SECONDS = env.float("REFRESH_BACKOFF_BASE_SECONDS", default=30.0)
 REFRESH_BACKOFF_MAX_SECONDS = env.float("REFRESH_BACKOFF_MAX_SECONDS", default=900.0)

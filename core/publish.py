@@ -6,9 +6,8 @@ rows and queued messages carry it across upgrades).
 
 - `send()` publishes now, on a connection with connect and socket timeouts (BROKER_TIMEOUT)
   for Redis and AMQP alike, so a broker that accepts connections and never answers raises
-  instead of hanging. `send_many()` enqueues many messages of one task over one such
-  connection (the sweep): each message is still its own task, but no connection is opened per
-  message; a failure part-way raises `PartlySent`, which says how many went.
+  instead of hanging. `producer()` gives one such connection and producer for many sends (the
+  sweep: a catch-up enqueues thousands); `send_many()` sends one task's many messages on it.
 - `send_after_commit()` is for code on the token path (a refresh that resolves an incident):
   once the transaction commits, the message is handed to this process's publisher thread, and
   the caller goes on at once. Whatever the publisher cannot send is logged and left to the
@@ -31,7 +30,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from kombu import Connection
+from kombu import Connection, Producer
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +65,7 @@ def send(
     retry: bool = True,
     connect_timeout: float | None = None,
     conn: Connection | None = None,
+    producer: Producer | None = None,
 ) -> None:
     """Enqueue the task registered as `name` with `args` (ids, never a secret). With
     retry=False a broker that is away raises at once instead of being retried by kombu;
@@ -75,6 +75,9 @@ def send(
         options["countdown"] = countdown
     if expires is not None:
         options["expires"] = expires
+    if producer is not None:
+        current_app.send_task(name, producer=producer, **options)
+        return
     if conn is not None:
         current_app.send_task(name, connection=conn, **options)
         return
@@ -82,27 +85,24 @@ def send(
         current_app.send_task(name, connection=fresh, **options)
 
 
-class PartlySent(Exception):
-    """send_many() failed part-way: the first `sent` messages went, the rest did not."""
-
-    def __init__(self, sent: int) -> None:
-        super().__init__(f"{sent} message(s) sent before the broker failed")
-        self.sent = sent
+@contextmanager
+def producer(limit: float | None = None) -> Iterator[Producer]:
+    """One bounded connection and one producer for many sends: Celery would otherwise make a
+    producer per message."""
+    with connection(limit) as conn:
+        yield current_app.amqp.Producer(conn, auto_declare=False)
 
 
 def send_many(
     name: str, many_args: Iterable[tuple[Any, ...]], *, expires: float | None = None
 ) -> int:
-    """Enqueue the task `name` once per item of `many_args`, over one bounded connection;
-    returns how many were sent. PartlySent (from the broker's error) when it fails part-way."""
+    """Enqueue the task `name` once per item of `many_args` over one producer; returns how
+    many were sent. A broker that fails part-way raises: the messages sent before stay sent."""
     sent = 0
-    try:
-        with connection() as conn:
-            for args in many_args:
-                send(name, args, expires=expires, conn=conn)
-                sent += 1
-    except Exception as err:
-        raise PartlySent(sent) from err
+    with producer() as shared:
+        for args in many_args:
+            send(name, args, expires=expires, producer=shared)
+            sent += 1
     return sent
 
 

@@ -9,7 +9,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from core.display import EMPTY, when
@@ -26,7 +26,7 @@ from notifications.admin.display import (
 )
 from notifications.admin.forms import ChannelForm, credential_input
 from notifications.backends import BACKENDS, ConfigurationError
-from notifications.delivery import dispatch, sending
+from notifications.delivery import dispatch, refusals, sending
 from notifications.models import Channel
 
 # The channel form's inputs that carry a secret credential: hidden on error pages.
@@ -107,6 +107,8 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
             description = (
                 None if obj else _("Only for a %(provider)s channel.") % {"provider": backend.label}
             )
+            if obj and not self.has_change_permission(request, obj):
+                names = []  # write-only inputs: a viewer sees the stored values' ends only
             fields = ["stored_credentials", *names] if obj else names
             classes = [f"provider-credentials provider-{kind}"]
             fieldsets.append(
@@ -127,11 +129,13 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
     def state(self, obj: Channel) -> str:
         if obj.enabled and obj.failing_since:
             since = when(obj.failing_since)
-            return badge(ORANGE, _("failing since %(when)s") % {"when": since}, obj.last_error)
+            why = refusals.stored_text(obj.last_error)
+            return badge(ORANGE, _("failing since %(when)s") % {"when": since}, why)
         if obj.enabled:
             return badge(GREEN, _("enabled"))
         if obj.disabled_reason:
-            return badge(RED, _("disabled by an error"), obj.disabled_reason)
+            why = refusals.stored_text(obj.disabled_reason)
+            return badge(RED, _("disabled by an error"), why)
         return badge(GREY, _("disabled"))
 
     @admin.display(description=gettext_lazy("covers"))
@@ -139,14 +143,16 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
         if obj.covers_all_tokens:
             return _("all tokens")
         portals, tokens = getattr(obj, "portal_count", 0), getattr(obj, "token_count", 0)
-        return _("%(portals)d portal(s), %(tokens)d token(s)") % {
-            "portals": portals,
-            "tokens": tokens,
-        }
+        return ", ".join(
+            (
+                ngettext("%(count)d portal", "%(count)d portals", portals) % {"count": portals},
+                ngettext("%(count)d token", "%(count)d tokens", tokens) % {"count": tokens},
+            )
+        )
 
     @admin.display(description=gettext_lazy("last error"))
     def last_error_short(self, obj: Channel) -> str:
-        return short(obj.disabled_reason or obj.last_error) or EMPTY
+        return short(refusals.stored_text(obj.disabled_reason or obj.last_error)) or EMPTY
 
     @admin.display(description=gettext_lazy("stored credentials"))
     def stored_credentials(self, obj: Channel) -> str:
@@ -180,7 +186,9 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
     )
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = dispatch.enable_channels(queryset.values_list("pk", flat=True))
-        text = _("%(count)d channel(s) enabled.") % {"count": count}
+        text = ngettext("%(count)d channel enabled.", "%(count)d channels enabled.", count) % {
+            "count": count
+        }
         self.message_user(request, text, messages.SUCCESS)
 
     @admin.action(
@@ -188,7 +196,9 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
     )
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = dispatch.disable_channels(queryset.values_list("pk", flat=True))
-        text = _("%(count)d channel(s) disabled.") % {"count": count}
+        text = ngettext("%(count)d channel disabled.", "%(count)d channels disabled.", count) % {
+            "count": count
+        }
         self.message_user(request, text, messages.SUCCESS)
 
 

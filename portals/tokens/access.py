@@ -167,6 +167,14 @@ def _replay_own_journal(token: Token, kind: str) -> int:
         raise TokenConfigurationError(str(error), error.setting) from None
 
 
+@sensitive_variables()
+def refresh_claimed(token: Token, kind: str, *, interrupted: bool) -> Token:
+    """Refresh `token`, whose refresh claim the caller took with the row
+    (state.claim_scheduled: the sweep's task), after replaying this machine's journal."""
+    bind_token(token.reference)  # JSON log lines name the token
+    return _refresh_claimed(token, kind, interrupted=interrupted)
+
+
 def ensure_usable(token: Token) -> None:
     if token.status == TokenStatus.CONFIG_ERROR:
         raise TokenConfigurationError(token.last_error, _setting_named(token.last_error))

@@ -42,21 +42,24 @@ def _is_connection_error(err: DatabaseError) -> bool:
 def store_refreshed(
     token: Token, grant: TokenGrant, kind: str, started: datetime, duration_ms: int
 ) -> Token:
-    """Store the pair Bitrix24 just issued for `token` (claimed at `token.version`)."""
+    """Store the pair Bitrix24 just issued for `token` (claimed at `token.version`, loaded
+    with its portal and app)."""
     entry = _journal(token, grant)
-    applied, retries = _store_durably(token, grant, journaled=entry is not None)
-    if not applied and entry is not None and not entry.exists():
-        applied = True  # a replay on this machine stored our entry meanwhile
+    stored, retries = _store_durably(token, grant, journaled=entry is not None)
+    replayed = stored is None and entry is not None and not entry.exists()
     if entry is not None:
         entry.remove()
-    if not applied:
-        log.warning("token %s: a newer pair was stored meanwhile; this one is dropped", token)
-        record_attempt(token, kind, Outcome.ROTATED_ELSEWHERE, started, duration_ms)
+    if stored is None:
+        if not replayed:
+            log.warning("token %s: a newer pair was stored meanwhile; this one is dropped", token)
+        # Ours went in through a replay on this machine, or another pair did: either way the
+        # row holds the newest pair now.
+        outcome = Outcome.SUCCESS if replayed else Outcome.ROTATED_ELSEWHERE
+        record_attempt(token, kind, outcome, started, duration_ms, store_retries=retries)
         return load(pk=token.pk)
     was_failing = token.status != TokenStatus.ACTIVE or token.failure_count > 0
-    token = state.finish_success(token.pk, grant, recovered=was_failing)
-    record_attempt(token, kind, Outcome.SUCCESS, started, duration_ms, store_retries=retries)
-    return token
+    attempt = (kind, Outcome.SUCCESS, started, duration_ms, retries)
+    return state.finish_success(token, grant, stored, attempt, recovered=was_failing)
 
 
 @sensitive_variables()
@@ -70,11 +73,13 @@ def _journal(token: Token, grant: TokenGrant) -> journal.Entry | None:
 
 
 @sensitive_variables()
-def _store_durably(token: Token, grant: TokenGrant, *, journaled: bool) -> tuple[bool, int]:
+def _store_durably(
+    token: Token, grant: TokenGrant, *, journaled: bool
+) -> tuple[state.StoredPair | None, int]:
     """state.store_pair, retried on a fresh connection with backoff for up to TOKEN_STORE_RETRY
-    seconds; returns (applied, retries). PairNotStored when the database stays away: the pair
-    then waits in the journal or, when the journal could not be written, in memory (`_HELD`),
-    and the journal loop (portals.tokens.replayer) retries it either way."""
+    seconds; returns (the stored row or None, retries). PairNotStored when the database stays
+    away: the pair then waits in the journal or, when the journal could not be written, in
+    memory (`_HELD`), and the journal loop (portals.tokens.replayer) retries it either way."""
     deadline = time.monotonic() + settings.TOKEN_STORE_RETRY
     delay, retries = 0.2, 0
     while True:
@@ -173,10 +178,12 @@ def restore_pair(token_id: int, from_version: int, grant: TokenGrant) -> bool:
     newest Bitrix issued, even if another machine marked the token *needs re-authorization*
     meanwhile by trying the refresh token it replaced."""
     now = timezone.now()
-    if not state.store_pair(token_id, from_version, grant):
+    stored = state.store_pair(token_id, from_version, grant)
+    if stored is None:
         log.info("journal: token %s moved on since; the older pair is discarded", token_id)
         return False
-    token = state.finish_success(token_id, grant, recovered=True)
-    record_attempt(token, RefreshAttempt.Kind.SCHEDULED, Outcome.RESTORED, now, 0)
+    token = Token.objects.select_related("portal", "app").defer(*state.SECRETS).get(pk=token_id)
+    attempt = (RefreshAttempt.Kind.SCHEDULED, Outcome.RESTORED, now, 0, 0)
+    state.finish_success(token, grant, stored, attempt, recovered=True)
     log.warning("token %s: restored a pair from the local journal", token)
     return True

@@ -17,16 +17,18 @@ Two rules keep a rotated pair from ever being lost or undone:
 """
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.db import connection, transaction
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from core.dbclock import DbNow
+from encryption.crypto import DecryptionError
 from portals import addresses
 from portals.bitrix import authservers
 from portals.bitrix.errors import ConfigurationError, OAuthError
@@ -40,7 +42,7 @@ from portals.models import (
     TokenStatus,
     refresh_lease,
 )
-from portals.tokens import schedule, signals
+from portals.tokens import rows, schedule, signals
 from portals.tokens.history import record_attempt
 
 log = logging.getLogger(__name__)
@@ -71,20 +73,53 @@ def claim_refresh(token: Token) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class StoredPair:
+    """The row as the pair's UPDATE left it (read back in the same statement): what
+    finish_success needs, so it reads nothing again."""
+
+    version: int
+    status: str
+    failure_count: int
+    failing_since: datetime | None
+    client_endpoint: str
+    user_id: int | None
+    app_status: str
+    db_now: datetime
+
+
 @sensitive_variables()
-def store_pair(token_id: int, from_version: int, grant: TokenGrant) -> bool:
-    """THE statement: the pair, fenced by version, depending on nothing but the answer."""
-    reactivate = When(status__in=REACTIVATED_BY_A_NEW_PAIR, then=Value(TokenStatus.ACTIVE))
-    updated = Token.objects.filter(pk=token_id, version=from_version).update(
-        access_token=grant.access_token,
-        refresh_token=grant.refresh_token,
-        expires_at=grant.expires_at,
-        version=F("version") + 1,
-        status=Case(reactivate, default=F("status")),
-        refresh_started_at=None,
-        last_refreshed_at=DbNow(),
+def store_pair(token_id: int, from_version: int, grant: TokenGrant) -> StoredPair | None:
+    """THE statement: the pair, fenced by version, depending on nothing but the answer. None
+    when the version moved (a newer pair is stored: ours is dropped)."""
+    now, now_params = rows.now_sql()
+    reactivated = list(REACTIVATED_BY_A_NEW_PAIR)
+    values = rows.db_params(
+        Token,
+        {
+            "access_token": grant.access_token,
+            "refresh_token": grant.refresh_token,
+            "expires_at": grant.expires_at,
+        },
     )
-    return updated == 1
+    sql = rows.store_pair_sql(now, len(reactivated))
+    params = [*values, *reactivated, TokenStatus.ACTIVE, *now_params, token_id, from_version]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, *now_params])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    version, status, failures, failing_since, endpoint, user_id, app_status, db_now = row
+    return StoredPair(
+        version=version,
+        status=status,
+        failure_count=failures,
+        failing_since=rows.timestamp(failing_since),
+        client_endpoint=endpoint,
+        user_id=user_id,
+        app_status=app_status,
+        db_now=rows.timestamp(db_now),
+    )
 
 
 def keep_claim_alive(token: Token) -> None:
@@ -96,33 +131,50 @@ def keep_claim_alive(token: Token) -> None:
 
 
 @sensitive_variables()
-def finish_success(token_id: int, grant: TokenGrant, *, recovered: bool) -> Token:
-    """Everything after the pair: endpoints, counters, the next refresh time. A recovery is
-    announced when the caller knew the token was failing (`recovered`) or when the row, read
-    after the pair was stored, says so: another process may have recorded a failure (and
-    opened an incident) while this one's pair was on its way, and only the database knows."""
-    rows = Token.objects.select_related("portal", "app").defer(*SECRETS)
-    token = rows.annotate(db_now=DbNow()).get(pk=token_id)
-    recovered = recovered or token.failure_count > 0 or token.failing_since is not None
-    now = token.db_now  # the schedule is the database's clock's, like the sweep that reads it
+def finish_success(
+    token: Token,
+    grant: TokenGrant,
+    stored: StoredPair,
+    attempt: tuple[str, str, datetime, int, int],
+    *,
+    recovered: bool,
+) -> Token:
+    """Everything after the pair, in one transaction: endpoints, counters, the next refresh
+    time, and the attempt's audit row (`attempt`: kind, outcome, started, duration_ms,
+    store_retries). `token` is the row the refresh started from, with its portal and app;
+    `stored` is the row as the pair's UPDATE left it. A recovery is announced when the caller
+    knew the token was failing (`recovered`) or when `stored` says so: another process may
+    have recorded a failure (and opened an incident) while this one's pair was on its way,
+    and only the database knows."""
+    recovered = recovered or stored.failure_count > 0 or stored.failing_since is not None
     changes = {
-        "client_endpoint": grant.client_endpoint or token.client_endpoint,
-        "user_id": grant.user_id or token.user_id,
-        "app_status": grant.status or token.app_status,
+        "client_endpoint": grant.client_endpoint or stored.client_endpoint,
+        "user_id": grant.user_id or stored.user_id,
+        "app_status": grant.status or stored.app_status,
         "failure_count": 0,
         "last_error_code": "",
         "last_error": "",
         "failing_since": None,
         "claimed_until": None,
-        "next_refresh_at": schedule.next_refresh_after_success(token.app, grant.expires_at, now),
+        # The database's clock, like the sweep that reads it.
+        "next_refresh_at": schedule.next_refresh_after_success(
+            token.app, grant.expires_at, stored.db_now
+        ),
     }
     if authservers.is_allowed(grant.server_endpoint):
         changes["server_endpoint"] = grant.server_endpoint
     elif grant.server_endpoint:
         log.warning("token %s: ignoring a server_endpoint outside BITRIX_AUTH_SERVERS", token)
-    Token.objects.filter(pk=token_id, version=token.version).update(**changes)
+    token.access_token, token.refresh_token = grant.access_token, grant.refresh_token
+    token.expires_at, token.version = grant.expires_at, stored.version
+    token.refresh_started_at, token.last_refreshed_at = None, stored.db_now
+    token.status = stored.status
     for name, value in changes.items():
         setattr(token, name, value)
+    kind, outcome, started, duration_ms, retries = attempt
+    with transaction.atomic():  # one commit for the schedule and the audit row
+        Token.objects.filter(pk=token.pk, version=stored.version).update(**changes)
+        record_attempt(token, kind, outcome, started, duration_ms, store_retries=retries)
     if recovered:
         signals.token_recovered.send(sender=Token, token=token)
     return token
@@ -184,6 +236,46 @@ def record_unreadable(token: Token, error: ConfigurationError) -> None:
 
 
 # --- The sweep's claims -----------------------------------------------------------------------
+def claim_scheduled(token_id: int) -> tuple[Token, bool] | None:
+    """The sweep's task claims the refresh of one token, if it is due (its schedule has come,
+    or a refresh claim outlived TOKEN_REFRESH_LEASE), and reads it with its portal and app:
+    on PostgreSQL in one statement. Returns the token (`refresh_started_at` is our claim,
+    `db_now` the database's time) and whether it takes over an interrupted refresh; None when
+    it is not due, not refreshable or claimed by a live refresh. DecryptionError when a secret
+    cannot be read (the claim undone)."""
+    if connection.vendor != "postgresql":
+        return _claim_scheduled_orm(token_id)
+    lease = settings.TOKEN_REFRESH_LEASE
+    sql, params = rows.claim_due_sql(token_id, lease, list(SCHEDULED_STATUSES))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    try:
+        token, previous = rows.claimed_token(row)
+    except DecryptionError:
+        Token.objects.filter(pk=token_id).update(refresh_started_at=None)  # ours: undone
+        raise
+    return token, previous is not None
+
+
+def _claim_scheduled_orm(token_id: int) -> tuple[Token, bool] | None:
+    """claim_scheduled() for SQLite: a read and the compare-and-set claim, in one transaction."""
+    with transaction.atomic():
+        rows_ = Token.objects.select_related("portal", "app").annotate(db_now=DbNow())
+        token = rows_.filter(pk=token_id, status__in=SCHEDULED_STATUSES).first()
+        if token is None:
+            return None
+        started, now = token.refresh_started_at, token.db_now
+        interrupted = started is not None and started < now - refresh_lease()
+        due = started is None and token.next_refresh_at is not None and token.next_refresh_at <= now
+        usable = token.status == TokenStatus.CONFIG_ERROR or bool(token.refresh_token)
+        if not (interrupted or due) or not usable or not claim_refresh(token):
+            return None
+    return token, interrupted
+
+
 def claim_due(now: datetime | None, limit: int) -> list[int]:
     """Claim up to `limit` due tokens for the sweep, most overdue first; their ids. Due-ness
     and the claim are judged on the database's clock unless a test passes `now`."""

@@ -1,7 +1,9 @@
 """The Celery tasks of refreshing: thin wrappers that take ids (never a token) and call the
-sweep. Each is registered under its name from before the rooms (`portals.tasks.…`): periodic-task
-rows and queued messages carry those names across an upgrade. Nothing imports this module; the
-sweep enqueues by name (core.publish), and CELERY_IMPORTS loads it in workers."""
+sweep: the sweep itself, a batch of due tokens (what the sweep enqueues), and one token (a busy
+token's retry, and messages queued before batches). Each is registered under a name of the
+form `portals.tasks.…` (from before the rooms): periodic-task rows and queued messages carry
+those names across an upgrade. Nothing imports this module; the sweep enqueues by name
+(core.publish), and CELERY_IMPORTS loads it in workers."""
 
 from celery import shared_task
 from django.conf import settings
@@ -34,3 +36,20 @@ def refresh_due_token(self, token_id: int) -> str:
         # worker crash), the claim goes stale within TOKEN_REFRESH_LEASE: look again then.
         raise self.retry(countdown=sweep.lease_remaining(token_id) + 1)
     return outcome
+
+
+@shared_task(
+    name=sweep.REFRESH_BATCH_TASK,
+    ignore_result=True,
+    acks_late=True,  # a worker that dies mid-batch leaves the message: the rest is redone
+    reject_on_worker_lost=True,
+    # Each refresh is bounded by the HTTP timeouts; the batch by its tokens' sum of them.
+    soft_time_limit=settings.REFRESH_BATCH_SIZE
+    * (settings.BITRIX_CONNECT_TIMEOUT + settings.BITRIX_READ_TIMEOUT + 15),
+    time_limit=settings.REFRESH_BATCH_SIZE
+    * (settings.BITRIX_CONNECT_TIMEOUT + settings.BITRIX_READ_TIMEOUT + 15)
+    + 15,
+)
+def refresh_due_tokens(token_ids: list[int]) -> dict[str, int]:
+    # Already refreshed ones (a redelivered batch) are no longer due and are skipped.
+    return sweep.refresh_batch(token_ids)

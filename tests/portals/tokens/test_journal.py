@@ -14,6 +14,7 @@ from portals.bitrix.errors import PermanentOAuthError
 from portals.bitrix.oauth import BitrixOAuthClient
 from portals.models import RefreshAttempt, Token, TokenStatus
 from portals.tokens import TokenConfigurationError, get_access_token, journal, refresh
+from portals.tokens.sweep import refresh_if_due
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, connect
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.processes import start_python
@@ -213,6 +214,22 @@ def test_an_unreadable_journal_is_a_configuration_error_with_an_incident(
 
     with pytest.raises(TokenConfigurationError, match="VAR_DIR/journal"):
         refresh("token")
+
+    token.refresh_from_db()
+    assert token.status == TokenStatus.CONFIG_ERROR and "cannot be read" in token.last_error
+    assert Incident.objects.filter(token=token, resolved_at=None).exists()
+
+
+def test_a_scheduled_refresh_with_an_unreadable_journal_is_a_configuration_error(
+    fake_bitrix, settings, tmp_path
+):
+    token = connect(fake_bitrix)
+    Token.objects.filter(pk=token.pk).update(next_refresh_at=timezone.now() - timedelta(minutes=1))
+    where = tmp_path / "var-journal"
+    where.write_text("a file where the folder should be")
+    settings.TOKEN_JOURNAL_DIR = where
+
+    assert refresh_if_due(token.pk) == "failed"  # the sweep's task, not a crash
 
     token.refresh_from_db()
     assert token.status == TokenStatus.CONFIG_ERROR and "cannot be read" in token.last_error
