@@ -218,6 +218,9 @@ def test_a_living_process_applies_its_journal_once_the_database_is_back(fake_bit
             proxy.heal()  # the database is back for A; nobody restarts it
             restored = token.attempts.filter(outcome=RefreshAttempt.Outcome.RESTORED)
             wait_until(restored.exists, 30, "A's journal loop to store the pair")
+            # The entry is removed once its pair is stored (the attempt row commits with it).
+            journal_dir = tmp_path / "machine-a" / "journal"
+            wait_until(lambda: not list(journal_dir.glob("*.pair")), 30, "the entry's removal")
         finally:
             machine_a.kill()
             _out, err = machine_a.communicate(timeout=30)
