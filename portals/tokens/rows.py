@@ -7,6 +7,7 @@ Only SQL text and conversion live here; portals.tokens.state runs the statements
 only writer of a token's state).
 """
 
+import functools
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -33,12 +34,18 @@ def columns(model: type[Model], alias: str) -> tuple[list[Field], str]:
 
 def convert(field: Field, value: Any, table: str = "") -> Any:
     """One column's value as the ORM reads it."""
-    expression = Col(table, field)
-    converters = connection.ops.get_db_converters(expression)
-    converters += expression.get_db_converters(connection)
+    expression, converters = _converters(field, table, connection.vendor)
     for converter in converters:
         value = converter(value, expression, connection)
     return value
+
+
+@functools.cache
+def _converters(field: Field, table: str, vendor: str) -> tuple[Col, list[Any]]:
+    # Asked once per column (and database kind), as the ORM's compiler asks once per query.
+    expression = Col(table, field)
+    converters = connection.ops.get_db_converters(expression)
+    return expression, converters + expression.get_db_converters(connection)
 
 
 def instance(model: type[M], fields: list[Field], values: tuple[Any, ...] | list[Any]) -> M:
