@@ -169,8 +169,13 @@ def _read(hashed: str) -> KeyInfo | None:
 
 def throttle(api_key: KeyInfo) -> ratelimit.Turn:
     """One request's turn under the key's rate (shared by every web process); never waits."""
+    return ratelimit.reserve(*throttle_ask(api_key))
+
+
+def throttle_ask(api_key: KeyInfo) -> ratelimit.Ask:
+    """throttle() as a bucket to reserve together with others (ratelimit.reserve_many)."""
     rate = api_key.rate_per_minute / 60
-    return ratelimit.reserve(f"apikey:{api_key.id}", rate, api_key.rate_per_minute, max_wait=0)
+    return (f"apikey:{api_key.id}", rate, float(api_key.rate_per_minute), 0.0)
 
 
 _noted: dict[int, datetime] = {}  # key id -> when this process last wrote its use

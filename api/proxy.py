@@ -18,6 +18,7 @@ The key is in the path: the logs (core.logging, core.gunicorn) and error reports
 
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping
 
@@ -30,6 +31,7 @@ from django.views.decorators.debug import sensitive_variables
 from api import keys, proxy_request
 from api.keys import KeyInfo
 from api.proxy_request import BadRequest, Outgoing
+from core import http
 from core.client_ip import forwarded_client_ip
 from portals.bitrix import ratelimit, transport
 from portals.bitrix.errors import OAuthError
@@ -39,6 +41,7 @@ from portals.models import Token
 from portals.rest import TokenKeeper, credential_of
 from portals.tokens import RefreshBusy, RenewLimited, TokenError, TokenNotFound, TokenUnavailable
 from portals.tokens.access import fresh_token
+from portals.tokens.load import load_access
 from portals.tokens.renew import digest, renew_row
 
 log = logging.getLogger(__name__)
@@ -51,15 +54,25 @@ class ProxyError(Exception):
     """One of our own answers, in Bitrix24's error shape."""
 
     def __init__(
-        self, status: int, code: str, description: str, headers: Mapping[str, object] = {}
+        self,
+        status: int,
+        code: str,
+        description: str,
+        headers: Mapping[str, object] | None = None,
+        *,
+        logged: bool = False,
     ) -> None:
         super().__init__(description)
         self.status, self.code, self.description = status, code, description
-        self.headers = {k: str(v) for k, v in headers.items()}
+        self.headers = {k: str(v) for k, v in (headers or {}).items()}
+        self.logged = logged
 
     def response(self) -> JsonResponse:
         body = {"error": self.code, "error_description": self.description}
-        return JsonResponse(body, status=self.status, headers=self.headers)
+        answer = JsonResponse(body, status=self.status, headers=self.headers)
+        if self.logged:  # logged here already: Django need not log it as a server error
+            answer._has_been_logged = True  # type: ignore[attr-defined]
+        return answer
 
 
 @csrf_exempt  # no cookies: the key in the path is the credential
@@ -78,10 +91,11 @@ def call(request: HttpRequest, token_id: str, key: str, method: str) -> HttpResp
 @sensitive_variables()
 def _call(request: HttpRequest, token_id: int, key: str, method: str) -> HttpResponse:
     if request.method not in ("GET", "POST"):
-        raise ProxyError(405, "method_not_allowed", "Use GET or POST.", {"Allow": "GET, POST"})
+        allow = {"Allow": "GET, POST"}
+        raise ProxyError(405, "http_method_not_allowed", "Use GET or POST.", allow)
     if not METHOD.fullmatch(method):
         raise ProxyError(400, "invalid_method", f"“{method[:100]}” is not a REST method name.")
-    api_key = _authorize(request, key)
+    api_key = _authorize(key)
     try:
         outgoing = proxy_request.read(request, MAX_BODY)
     except BadRequest as err:
@@ -95,10 +109,12 @@ def _call(request: HttpRequest, token_id: int, key: str, method: str) -> HttpRes
         )
     if not api_key.may_use(token_id):  # the same answer as for no such token: no probing
         raise _no_token(token_id)
-    return _send(_token(token_id), method, outgoing)
+    credential = _credential(token_id)
+    _first_turn(request, api_key, credential)
+    return _send(credential, method, outgoing)
 
 
-def _authorize(request: HttpRequest, key: str) -> KeyInfo:
+def _authorize(key: str) -> KeyInfo:
     api_key = keys.find(key)
     if api_key is None:
         raise ProxyError(
@@ -107,15 +123,6 @@ def _authorize(request: HttpRequest, key: str) -> KeyInfo:
             "The API key in this webhook address is unknown, revoked or expired; ask "
             "b24keeper's staff for the token's webhook address again.",
         )
-    turn = keys.throttle(api_key)
-    if not turn.granted:
-        raise ProxyError(
-            429,
-            "rate_limited",
-            f"This API key may make {api_key.rate_per_minute} requests a minute.",
-            {"Retry-After": max(1, math.ceil(turn.wait))},
-        )
-    keys.note_use(api_key, forwarded_client_ip(request))
     if "proxy" not in api_key.scopes:
         raise ProxyError(
             403,
@@ -126,10 +133,49 @@ def _authorize(request: HttpRequest, key: str) -> KeyInfo:
     return api_key
 
 
+def _first_turn(request: HttpRequest, api_key: KeyInfo, credential: Credential) -> None:
+    """The key's own limit and the portal's bucket, in one round trip to the store."""
+    turns = ratelimit.reserve_many([keys.throttle_ask(api_key), _portal_ask(credential)])
+    if not turns[0].granted:
+        raise ProxyError(
+            429,
+            "rate_limited",
+            f"This API key may make {api_key.rate_per_minute} requests a minute.",
+            {"Retry-After": max(1, math.ceil(turns[0].wait))},
+        )
+    keys.note_use(api_key, forwarded_client_ip(request))
+    _take(turns[1], credential)
+
+
 def _no_token(token_id: int) -> ProxyError:
     return ProxyError(
         404, "token_not_found", f"No token {token_id} for this API key: check the webhook address."
     )
+
+
+# token id -> (time.monotonic() when read, its credential): a busy proxy reads a token's row
+# (one query, and the access token decrypted) at most once per CREDENTIAL_SECONDS per process.
+# A token renewed elsewhere meanwhile costs one refused call here, and the renewal then finds
+# the new token without refreshing; a token disabled meanwhile is served that long at most.
+_credentials: dict[int, tuple[float, Credential]] = {}
+CREDENTIAL_SECONDS = 1.0
+
+
+@sensitive_variables()
+def _credential(token_id: int) -> Credential:
+    now = time.monotonic()
+    cached = _credentials.get(token_id)
+    if cached is not None and now - cached[0] < CREDENTIAL_SECONDS:
+        return cached[1]
+    credential = credential_of(_token(token_id))
+    _remember(token_id, credential, now)
+    return credential
+
+
+def _remember(token_id: int, credential: Credential, now: float | None = None) -> None:
+    if len(_credentials) >= 10_000:  # bounded: start over rather than grow
+        _credentials.clear()
+    _credentials[token_id] = (time.monotonic() if now is None else now, credential)
 
 
 @sensitive_variables()
@@ -151,12 +197,12 @@ def _token_error(err: Exception) -> ProxyError:
 
 
 @sensitive_variables()
-def _send(token: Token, method: str, outgoing: Outgoing) -> HttpResponse:
-    credential = credential_of(token)
+def _send(credential: Credential, method: str, outgoing: Outgoing) -> HttpResponse:
     deadline = time.monotonic() + settings.BITRIX_REST_DEADLINE
     renewed = moved = False
     while True:
-        _wait_turn(credential)
+        if renewed or moved:  # the first turn was taken with the key's (_first_turn)
+            _take(ratelimit.reserve(*_portal_ask(credential)), credential)
         response = _post(credential, method, outgoing, deadline)
         if response.is_redirect and not moved:
             moved = True
@@ -171,15 +217,15 @@ def _send(token: Token, method: str, outgoing: Outgoing) -> HttpResponse:
         return _passed_through(response)
 
 
-def _wait_turn(credential: Credential) -> None:
-    turn = ratelimit.reserve(
-        credential.bucket,
-        credential.rate,
-        usable_burst(credential),
-        max_wait=settings.PROXY_MAX_WAIT,
-    )
-    if not turn.granted:
-        raise ProxyError(503, "QUERY_LIMIT_EXCEEDED", "Too many requests")
+def _portal_ask(credential: Credential) -> ratelimit.Ask:
+    return (credential.bucket, credential.rate, usable_burst(credential), settings.PROXY_MAX_WAIT)
+
+
+def _take(turn: ratelimit.Turn, credential: Credential) -> None:
+    """Wait for a turn in the portal's bucket, or answer as Bitrix24 would."""
+    if not turn.granted:  # Bitrix24's own answer to a full bucket; expected, not a fault
+        log.info("REST proxy: no turn in %s's rate limit within PROXY_MAX_WAIT", credential.domain)
+        raise ProxyError(503, "QUERY_LIMIT_EXCEEDED", "Too many requests", logged=True)
     if turn.wait > 0:
         time.sleep(turn.wait)
 
@@ -191,7 +237,7 @@ def _post(
     url = transport.rest_url(credential.root, method)
     left = max(1.0, deadline - time.monotonic())
     try:
-        return transport.session().post(
+        return _session().post(
             url,
             timeout=(settings.BITRIX_CONNECT_TIMEOUT, left),
             allow_redirects=False,
@@ -202,6 +248,24 @@ def _post(
     except requests.RequestException as err:
         text = f"Could not reach the portal ({type(err).__name__})."
         raise ProxyError(502, "connection_error", text) from None
+
+
+# Environment variables that make requests route or verify differently per request.
+_PER_REQUEST_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+def _session() -> requests.Session:
+    """The REST session (pooled per process, as portals.bitrix.transport's), without requests'
+    reading of the environment on every request (a quarter of a millisecond a call) when no
+    proxy is configured: the CA bundle it would read there is read once instead."""
+    session = http.session("rest-proxy", pool_size=settings.BITRIX_HTTP_POOL_SIZE)
+    if session.trust_env and not any(
+        name in os.environ or name.upper() in os.environ for name in _PER_REQUEST_ENV
+    ):
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        session.verify = bundle or True
+        session.trust_env = False
+    return session
 
 
 def _refused(response: requests.Response) -> bool:
@@ -221,12 +285,14 @@ def _renew(credential: Credential) -> Credential | None:
     token = credential.handle
     assert isinstance(token, Token)
     try:
-        _, row = renew_row(token, digest(credential.access_token))
+        _, row = renew_row(load_access(pk=token.pk), digest(credential.access_token))
     except RenewLimited:
         return None
     except (TokenError, OAuthError) as err:
         raise _token_error(err) from None
-    return credential_of(row)
+    renewed = credential_of(row)
+    _remember(row.pk, renewed)
+    return renewed
 
 
 def _follow(credential: Credential, location: str, deadline: float) -> Credential:
@@ -235,11 +301,17 @@ def _follow(credential: Credential, location: str, deadline: float) -> Credentia
         move = transport.confirm_move(credential, location, left)
         token = credential.handle
         assert isinstance(token, Token)
-        return TokenKeeper(token.reference, MIN_TTL).moved(credential, move)
+        moved = TokenKeeper(token.reference, MIN_TTL).moved(credential, move)
+        _credentials.pop(token.pk, None)
+        return moved
     except RestError as err:
         raise ProxyError(409, "portal_moved", str(err)) from None
 
 
 def _passed_through(response: requests.Response) -> HttpResponse:
     content_type = response.headers.get("Content-Type", "application/json")
-    return HttpResponse(response.content, status=response.status_code, content_type=content_type)
+    answer = HttpResponse(response.content, status=response.status_code, content_type=content_type)
+    # The portal's own answer, not an error of ours: Django would log each 5xx (a busy portal's
+    # QUERY_LIMIT_EXCEEDED) as a server error. The flag is how Django marks a logged response.
+    answer._has_been_logged = True  # type: ignore[attr-defined]
+    return answer

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables
 
@@ -57,14 +58,18 @@ _FORM_HEADER = {"Content-Type": FORM}
 def read(request: HttpRequest, max_bytes: int) -> Outgoing:
     """The request's parameters, without any `auth` a client sent (b24keeper adds its own)."""
     query = _pairs(request.META.get("QUERY_STRING", ""))
-    if request.method == "GET" or not request.body:
+    try:
+        raw = request.body
+    except RequestDataTooBig:  # over DATA_UPLOAD_MAX_MEMORY_SIZE
+        raise BadRequest("The body is too large; send fewer commands per batch.") from None
+    if request.method == "GET" or not raw:
         return Outgoing(None, query)
-    if len(request.body) > max_bytes:
+    if len(raw) > max_bytes:
         raise BadRequest(f"The body is larger than {max_bytes} bytes.")
     content_type = request.content_type or FORM
     if content_type == "application/json":
         try:
-            data = json.loads(request.body)
+            data = json.loads(raw)
         except ValueError:
             raise BadRequest("The body is not valid JSON.") from None
         if not isinstance(data, dict):
@@ -74,7 +79,7 @@ def read(request: HttpRequest, max_bytes: int) -> Outgoing:
             data.setdefault(key, value)
         return Outgoing(data, [])
     if content_type == FORM:
-        return Outgoing(None, query + _pairs(request.body.decode("utf-8", "replace")))
+        return Outgoing(None, query + _pairs(raw.decode("utf-8", "replace")))
     raise BadRequest(
         f"Send the parameters as a query string, a form ({FORM}) or JSON (application/json), "
         "not as multipart: upload files as base64 inside the parameters, as Bitrix24 expects."
@@ -93,10 +98,11 @@ def method_of(command: str) -> str:
 def refused_method(method: str, commands: Iterable[str], patterns: tuple[str, ...]) -> str | None:
     """The first method of the request (the method, or a batch's command) that `patterns`
     do not allow; None when all are allowed."""
-    names = [method.lower()]
-    if method.lower() == "batch":
-        names = [method_of(c) for c in commands]
-    return next((name for name in names if not allowed(name, patterns)), None)
+    if method.lower() != "batch":
+        return None if allowed(method, patterns) else method.lower()
+    names = [method_of(c) for c in commands]
+    # A batch inside a batch would hide its commands from this check.
+    return next((n for n in names if n == "batch" or not allowed(n, patterns)), None)
 
 
 def allowed(name: str, patterns: tuple[str, ...]) -> bool:

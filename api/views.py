@@ -231,7 +231,12 @@ def _token_call(reference: str, call: Callable[[], TokenView]) -> TokenView:
     try:
         return call()
     except TokenNotFound:
-        raise ApiError(404, "not_found", f"No token with reference “{reference[:100]}”.") from None
+        raise ApiError(
+            404,
+            "not_found",
+            f"No token with reference “{reference[:100]}”: check the reference (the admin's "
+            "Tokens page lists them).",
+        ) from None
     except TokenUnavailable as err:
         raise ApiError(409, "token_unavailable", str(err), status=err.status) from None
     except RefreshBusy as err:

@@ -38,6 +38,8 @@ SMOKE: dict[str, list[str]] = {
     "task_cost.py": ["--messages", "50", "--concurrency", "2"],
     "sweep_query.py": ["--sizes", "200,400", "--runs", "2", "--limit", "20"],
     "refresh_queries.py": ["--sizes", "8,20"],
+    "proxy.py": ["--calls", "20", "--clients", "1,2", "--workers", "1", "--threads", "4",
+                 "--seconds", "2", "--processes", "2", "--rate", "10", "--burst", "5"],
 }  # fmt: skip
 
 

@@ -1,11 +1,23 @@
 """The Celery app: configuration comes from Django settings (CELERY_* names)."""
 
+import logging
 import os
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+
+class _NoHostnameNotice(logging.Filter):
+    """kombu warns "No hostname was supplied" for every connection of a broker that has no
+    host by design (the embedded filesystem broker): noise on each start of bin/serve."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No hostname was supplied")
+
+
+logging.getLogger("kombu.connection").addFilter(_NoHostnameNotice())
 
 app = Celery("b24keeper")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -24,6 +36,8 @@ def _drop_stale_connections(**kwargs: object) -> None:
 @worker_ready.connect
 def _on_worker_start(**kwargs: object) -> None:
     # Store pairs this machine's journal still holds, and check that secrets decrypt.
+    from portals.tokens import replayer
     from portals.tokens.startup import on_process_start
 
     on_process_start(run_checks=True)
+    replayer.start()  # the machine's journal loop (one per machine: a lock decides)

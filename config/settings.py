@@ -161,6 +161,8 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="en")
 LANGUAGES = [("en", "English"), ("ru", "Русский")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# The language staff choose in the admin's header is remembered for a year (a cookie).
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 # Every page shows dates one way, in both languages (config/formats/).
 FORMAT_MODULE_PATH = ["config.formats"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
@@ -218,6 +220,9 @@ TOKEN_REFRESH_LEASE = env.int("TOKEN_REFRESH_LEASE", default=60)
 TOKEN_STORE_RETRY = env.float("TOKEN_STORE_RETRY", default=120.0)
 # The local journal of token pairs received from Bitrix24 but not yet stored.
 TOKEN_JOURNAL_DIR = VAR_DIR / "journal"
+# Seconds between two rounds of the machine's journal loop (portals.tokens.replayer), which
+# stores what the journal holds once the database is back, without a restart.
+TOKEN_JOURNAL_RETRY = env.float("TOKEN_JOURNAL_RETRY", default=10.0)
 
 # --- The REST client (portals.rest) and the shared rate limit ------------------------------
 # Seconds one REST request may take in all, counting its wait for a turn under the portal's
@@ -298,6 +303,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Seconds any publish may wait on the broker, to connect and for each read or write (Redis and
+# AMQP): a broker that accepts connections and never answers must not hang a caller.
+BROKER_TIMEOUT = env.float("BROKER_TIMEOUT", default=5.0)
+CELERY_BROKER_CONNECTION_TIMEOUT = BROKER_TIMEOUT
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The task modules, which sit on top and are imported by nobody: workers load them here. Each
 # task keeps the name it had before the rooms (portals.tasks.…), carried by queued messages and
@@ -331,6 +340,10 @@ NOTIFY_LANGUAGE = env.str("NOTIFY_LANGUAGE", default="en")
 # A new alert or recovery notice waits this long before it is sent, so that the other failures
 # of a storm can join it in one digest.
 NOTIFY_HOLD_SECONDS = env.float("NOTIFY_HOLD_SECONDS", default=30.0)
+# An open incident counts as heard only when an alert of it was sent, or one waits on an
+# enabled channel for less than this many seconds; past that, /health/ (alerts) fails, the
+# gauge b24keeper_incidents_unheard counts it and ADMINS are emailed. Must exceed the hold.
+NOTIFY_HEARD_WITHIN = env.float("NOTIFY_HEARD_WITHIN", default=300.0)
 # More than this many deliveries on one channel within NOTIFY_STORM_WINDOW_SECONDS (or waiting
 # at once) is a storm: they go out as one digest per channel.
 NOTIFY_STORM_THRESHOLD = env.int("NOTIFY_STORM_THRESHOLD", default=5)

@@ -22,6 +22,8 @@ admin.site.enable_nav_sidebar = False
 urlpatterns = [
     path("", home, name="home"),
     path("admin/", admin.site.urls),
+    # The language switch in the admin's header (Django's set_language: POST /i18n/setlang/).
+    path("i18n/", include("django.conf.urls.i18n")),
     # Contracts: probes and scrapers use these exact paths (both spellings of /metrics).
     path("health/", health_view, name="health"),
     path("metrics", metrics_view, name="metrics"),

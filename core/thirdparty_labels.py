@@ -9,7 +9,7 @@ that makemessages keeps them in our locale/, which Django reads first).
 from axes.models import AccessAttemptExpiration
 from django.contrib.auth.models import Group
 from django.utils import translation
-from django.utils.translation import gettext, gettext_lazy, gettext_noop, ngettext
+from django.utils.translation import gettext, gettext_lazy, gettext_noop, ngettext, ngettext_lazy
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, cronexp
 
 # The names of rows our migrations make (portals/beat.py, notifications/beat.py, ops/beat.py,
@@ -47,6 +47,43 @@ LIBRARY_LABELS = (
     gettext_noop("Locked Out"),
     gettext_noop("Attempt Remaining"),
     gettext_noop("Access attempt expiration"),
+)
+# Django's admin titles put a model's name after a verb ("Выберите %s для изменения"), which in
+# Russian needs another case than the name has: ours put it after a colon instead.
+DJANGO_TITLES = (
+    gettext_noop("Select %s to change"),
+    gettext_noop("Select %s to view"),
+    gettext_noop("Add %s"),
+    gettext_noop("Change %s"),
+    gettext_noop("View %s"),
+    gettext_noop("Add %(name)s"),
+    gettext_noop("Add another %(verbose_name)s"),
+)
+# Django's Russian admin texts quote names as “name“ (mismatched quotes): ours use «name».
+DJANGO_QUOTED = (
+    gettext_noop("Added “%(object)s”."),
+    gettext_noop("Changed “%(object)s” — %(changes)s"),
+    gettext_noop("Deleted “%(object)s.”"),
+    gettext_noop("Added {name} “{object}”."),
+    gettext_noop("Changed {fields} for {name} “{object}”."),
+    gettext_noop("Deleted {name} “{object}”."),
+    gettext_noop("Hold down “Control”, or “Command” on a Mac, to select more than one."),
+    gettext_noop("The {name} “{obj}” was added successfully. You may add another {name} below."),
+    gettext_noop("The {name} “{obj}” was changed successfully. You may edit it again below."),
+    gettext_noop("The {name} “{obj}” was changed successfully. You may add another {name} below."),
+    gettext_noop("The {name} “{obj}” was changed successfully."),
+    gettext_noop("The %(name)s “%(obj)s” was deleted successfully."),
+    gettext_noop("%(name)s with ID “%(key)s” doesn’t exist. Perhaps it was deleted?"),
+)
+# Django's admin messages that put a count before a model's plural name ("3 инциденты") or
+# a gendered verb after it: ours say "Удалено: 3 (инциденты)".
+DJANGO_COUNTS = (
+    gettext_noop("Successfully deleted %(count)d %(items)s."),
+    gettext_noop("Cannot delete %(name)s"),
+    ngettext_lazy(
+        "%(count)s %(name)s was changed successfully.",
+        "%(count)s %(name)s were changed successfully.",
+    ),
 )
 # cron_descriptor's catalogue for each of our languages.
 CRON_LOCALES = {"ru": "ru_RU", "en": "en_US"}

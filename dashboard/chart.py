@@ -16,7 +16,9 @@ STEP = WIDTH // HOURS
 class Bar:
     x: int
     hour: str  # "14" (local time), the label under every third bar
-    label: bool
+    label: bool  # every third bar, counted back from the newest, so the newest has its label
+    day: str  # "2026-12-06" under the first labelled bar of each day, else ""
+    date: str  # the bar's date for its tooltip
     succeeded: int
     failed: int
     ok_y: int
@@ -50,14 +52,20 @@ def hourly(rows: Iterable[tuple[datetime, int, int]], now: datetime | None = Non
     values = [counts.get(slot, (0, 0)) for slot in slots]
     peak = max((ok + bad for ok, bad in values), default=0)
     scale = (HEIGHT - 20) / peak if peak else 0
-    bars = []
+    bars, last_day = [], ""
     for i, (slot, (ok, bad)) in enumerate(zip(slots, values, strict=True)):
         ok_height, fail_height = round(ok * scale), round(bad * scale)
+        label = (HOURS - 1 - i) % 3 == 0
+        date = f"{slot:%Y-%m-%d}"
+        day = date if label and date != last_day else ""
+        last_day = date if label else last_day
         bars.append(
             Bar(
                 x=i * STEP + (STEP - BAR) // 2,
                 hour=f"{slot:%H}",
-                label=i % 3 == 0,
+                label=label,
+                day=day,
+                date=date,
                 succeeded=ok,
                 failed=bad,
                 ok_y=HEIGHT - ok_height,

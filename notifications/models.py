@@ -93,7 +93,7 @@ class Incident(models.Model):
         if self.kind == self.Kind.CHANNEL:
             subject = self.channel.name if self.channel is not None else "?"
         else:
-            subject = self.token.reference if self.token is not None else "all portals"
+            subject = self.token.reference if self.token is not None else str(_("all portals"))
         return f"{self.get_kind_display()}: {subject}"
 
     @property

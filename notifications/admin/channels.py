@@ -9,7 +9,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from core.display import EMPTY, when
@@ -70,6 +70,11 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
         # On the add form, show only the chosen provider's credential fields.
         js = ["notifications/channel_form.js"]
 
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Its tokens and portals are saved now: an enabled channel hears what is open already.
+        dispatch.channel_saved(form.instance.pk)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
             super()
@@ -102,6 +107,8 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
             description = (
                 None if obj else _("Only for a %(provider)s channel.") % {"provider": backend.label}
             )
+            if obj and not self.has_change_permission(request, obj):
+                names = []  # write-only inputs: a viewer sees the stored values' ends only
             fields = ["stored_credentials", *names] if obj else names
             classes = [f"provider-credentials provider-{kind}"]
             fieldsets.append(
@@ -134,10 +141,12 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
         if obj.covers_all_tokens:
             return _("all tokens")
         portals, tokens = getattr(obj, "portal_count", 0), getattr(obj, "token_count", 0)
-        return _("%(portals)d portal(s), %(tokens)d token(s)") % {
-            "portals": portals,
-            "tokens": tokens,
-        }
+        return ", ".join(
+            (
+                ngettext("%(count)d portal", "%(count)d portals", portals) % {"count": portals},
+                ngettext("%(count)d token", "%(count)d tokens", tokens) % {"count": tokens},
+            )
+        )
 
     @admin.display(description=gettext_lazy("last error"))
     def last_error_short(self, obj: Channel) -> str:
@@ -175,7 +184,9 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
     )
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = dispatch.enable_channels(queryset.values_list("pk", flat=True))
-        text = _("%(count)d channel(s) enabled.") % {"count": count}
+        text = ngettext("%(count)d channel enabled.", "%(count)d channels enabled.", count) % {
+            "count": count
+        }
         self.message_user(request, text, messages.SUCCESS)
 
     @admin.action(
@@ -183,7 +194,9 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
     )
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = dispatch.disable_channels(queryset.values_list("pk", flat=True))
-        text = _("%(count)d channel(s) disabled.") % {"count": count}
+        text = ngettext("%(count)d channel disabled.", "%(count)d channels disabled.", count) % {
+            "count": count
+        }
         self.message_user(request, text, messages.SUCCESS)
 
 

@@ -1,15 +1,17 @@
 """What the notifications admin pages show: status badges, short texts, why a delivery still
 waits, and the banner for open incidents that reach nobody."""
 
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 
-from core.display import when
+from core.display import EMPTY, when
 from notifications.incidents import coverage
 from notifications.models import Delivery
 
@@ -60,8 +62,9 @@ def warn_uncovered(request: HttpRequest) -> None:
         request,
         format_html(
             _(
-                "{} open incident(s) reach nobody: no enabled channel covers them. Enable or add "
-                'a channel that does. <a href="{}">Show them</a>'
+                "{} open incident(s) reach nobody: no alert of them was sent, and none is on its "
+                "way on an enabled channel. Look at the channels' last errors, or enable or add "
+                'a channel that covers them. <a href="{}">Show them</a>'
             ),
             count,
             url,
@@ -106,3 +109,16 @@ def queue_reason(obj: Delivery) -> tuple[str, str]:
 def delivery_event(obj: Delivery) -> str:
     event = str(obj.get_event_display())
     return f"{event} #{obj.sequence}" if obj.event == Delivery.Event.REMINDER else event
+
+
+def stacked_when(moment: datetime | None) -> str:
+    """A date and time that may wrap between the two, never inside either (a narrow column
+    on a laptop broke "2026-11-29" in the middle)."""
+    if moment is None:
+        return EMPTY
+    local = timezone.localtime(moment)
+    return format_html(
+        '<span class="when"><span>{}</span> <span>{}</span></span>',
+        formats.date_format(local, "Y-m-d"),
+        formats.date_format(local, "H:i"),
+    )

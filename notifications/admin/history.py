@@ -21,6 +21,7 @@ from notifications.admin.display import (
     delivery_event,
     delivery_status,
     short,
+    stacked_when,
 )
 from notifications.delivery import messages
 from notifications.incidents import coverage
@@ -54,14 +55,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = [
-        "created_at",
+        "created_shown",
         "incident_link",
         "channel_name",
         "event_display",
         "status_display",
         "attempts",
-        "next_attempt_at",
-        "sent_at",  # the status badge says "Delivered" once the provider confirms it
+        "next_attempt_shown",
+        "sent_shown",  # the status badge says "Delivered" once the provider confirms it
         "message_id",
         "digest_link",
         "error_short",
@@ -78,6 +79,20 @@ class DeliveryAdmin(ReadOnlyAdmin):
             .get_queryset(request)
             .defer("channel__credentials", "incident__channel__credentials", *secrets)
         )
+
+    @admin.display(description=gettext_lazy("created"), ordering="created_at")
+    def created_shown(self, obj: Delivery) -> str:
+        return stacked_when(obj.created_at)
+
+    @admin.display(description=gettext_lazy("next attempt"), ordering="next_attempt_at")
+    def next_attempt_shown(self, obj: Delivery) -> str:
+        # Only a delivery still waiting to go has a next attempt; a sent one has none.
+        waiting = obj.status in (Delivery.Status.QUEUED, Delivery.Status.SENDING)
+        return stacked_when(obj.next_attempt_at) if waiting else EMPTY
+
+    @admin.display(description=gettext_lazy("sent"), ordering="sent_at")
+    def sent_shown(self, obj: Delivery) -> str:
+        return stacked_when(obj.sent_at)
 
     @admin.display(description=gettext_lazy("incident"), ordering="incident")
     def incident_link(self, obj: Delivery) -> str:
@@ -170,7 +185,7 @@ class IncidentAdmin(WarnsUncovered, ReadOnlyAdmin):
         "portal",
         "owner",
         "error_code",
-        "permanent",
+        "needs",
         "occurrences",
         "state",
         "opened_at",
@@ -217,6 +232,11 @@ class IncidentAdmin(WarnsUncovered, ReadOnlyAdmin):
         if getattr(obj, "covered", True):
             return badge(GREEN, _("a channel"))
         return badge(RED, _("nobody"), _("No enabled channel covers it: enable or add one."))
+
+    @admin.display(description=gettext_lazy("needs"), ordering="permanent")
+    def needs(self, obj: Incident) -> str:
+        """Words rather than ✔/✖ icons, which read backwards here."""
+        return _("a person") if obj.permanent else _("retries only")
 
     @admin.display(description=gettext_lazy("message"))
     def message_shown(self, obj: Incident) -> str:

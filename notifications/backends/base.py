@@ -19,6 +19,7 @@ import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.utils.translation import gettext_noop
 from django.views.decorators.debug import sensitive_variables
 
 from .errors import (
@@ -116,15 +117,20 @@ class HttpAnswer:
     retry_after: float | None  # from a Retry-After header
 
 
-RETRY = "This is temporary; the delivery will be retried."
-_RATE_LIMITED = Rule(False, "The provider is rate-limiting us. " + RETRY)
-_SERVER_ERROR = Rule(False, "The provider had a server error. " + RETRY)
-_AUTH = Rule(True, "Check this channel's credentials, then re-enable it.")
-_CLIENT_ERROR = Rule(True, "Check this channel's settings and recipient, then re-enable it.")
-_UNEXPECTED = Rule(False, "b24keeper could not read the answer. " + RETRY)
+RETRY = gettext_noop("This is temporary; the delivery will be retried.")
+_RATE_LIMITED = Rule(False, gettext_noop("The provider is rate-limiting us. ") + RETRY)
+_SERVER_ERROR = Rule(False, gettext_noop("The provider had a server error. ") + RETRY)
+_AUTH = Rule(True, gettext_noop("Check this channel's credentials, then re-enable it."))
+_CLIENT_ERROR = Rule(
+    True, gettext_noop("Check this channel's settings and recipient, then re-enable it.")
+)
+_UNEXPECTED = Rule(False, gettext_noop("b24keeper could not read the answer. ") + RETRY)
 _TRANSPORT = Rule(False, RETRY)
 _UNDELIVERED = Rule(
-    False, "The provider could not deliver it; b24keeper sends it again while the incident is open."
+    False,
+    gettext_noop(
+        "The provider could not deliver it; b24keeper sends it again while the incident is open."
+    ),
 )
 
 

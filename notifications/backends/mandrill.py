@@ -20,6 +20,7 @@ from anymail.message import AnymailMessage
 from anymail.utils import EmailAddress
 from django.core.mail import get_connection
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from .base import (
     DELIVERED,
@@ -37,29 +38,46 @@ from .base import (
 )
 from .errors import ConfigurationError
 
-_RETRY = "This is temporary; the delivery will be retried."
-_FIX_ADDRESS = "Choose another address for this channel, or remove it from Mandrill's Rejection "
-_FIX_ADDRESS += "Blacklist if the cause is fixed, then re-enable the channel."
+_RETRY = gettext_noop("This is temporary; the delivery will be retried.")
+_FIX_ADDRESS = gettext_noop(
+    "Choose another address for this channel, or remove it from Mandrill's Rejection "
+    "Blacklist if the cause is fixed, then re-enable the channel."
+)
 _BOUNCED = Rule(True, _FIX_ADDRESS)
-_BUG = Rule(True, "This is a bug in b24keeper, please report it.")
+_BUG = Rule(True, gettext_noop("This is a bug in b24keeper, please report it."))
 _SUCCESS = frozenset({"sent", "queued", "scheduled"})
 # A "queued" answer whose queued_reason means the account cannot send now: a person must act.
 # A monthly limit resets too, but only weeks later: alerts cannot wait that long.
 _QUEUED_BLOCKED = {
     "account-suspended": Rule(
-        True, "The Mandrill account is suspended; settle it with Mailchimp, then re-enable."
+        True,
+        gettext_noop(
+            "The Mandrill account is suspended; settle it with Mailchimp, then re-enable."
+        ),
     ),
     "sending-suspended": Rule(
-        True, "Mandrill suspended sending for this account; ask Mailchimp support, then re-enable."
+        True,
+        gettext_noop(
+            "Mandrill suspended sending for this account; ask Mailchimp support, then re-enable."
+        ),
     ),
     "sending-paused": Rule(
-        True, "Sending is paused in Mandrill's settings; resume it, then re-enable this channel."
+        True,
+        gettext_noop(
+            "Sending is paused in Mandrill's settings; resume it, then re-enable this channel."
+        ),
     ),
     "free-trial-sends-exhausted": Rule(
-        True, "The free trial's emails are used up; upgrade the Mandrill account, then re-enable."
+        True,
+        gettext_noop(
+            "The free trial's emails are used up; upgrade the Mandrill account, then re-enable."
+        ),
     ),
     "monthly-limit-reached": Rule(
-        True, "The account reached its monthly limit; raise it in Mandrill, then re-enable."
+        True,
+        gettext_noop(
+            "The account reached its monthly limit; raise it in Mandrill, then re-enable."
+        ),
     ),
 }
 # messages/info.json `state` of an email that did not arrive (docs/notification-providers.md §4).
@@ -90,47 +108,66 @@ class MandrillBackend(Backend):
     )
     errors = {
         # Whole-call errors, by the JSON `name`.
-        "Invalid_Key": Rule(True, "Check the Mandrill API key, then re-enable this channel."),
+        "Invalid_Key": Rule(
+            True, gettext_noop("Check the Mandrill API key, then re-enable this channel.")
+        ),
         "ValidationError": Rule(
             True,
-            "Mandrill refused the message as malformed; check the "
-            "sender address, or report a bug in b24keeper.",
+            gettext_noop(
+                "Mandrill refused the message as malformed; check the "
+                "sender address, or report a bug in b24keeper."
+            ),
         ),
         "PaymentRequired": Rule(
-            True, "The Mandrill account needs payment; settle it, then re-enable this channel."
+            True,
+            gettext_noop(
+                "The Mandrill account needs payment; settle it, then re-enable this channel."
+            ),
         ),
-        "Unknown_Subaccount": Rule(True, "Check the Mandrill account settings."),
-        "Unknown_Template": Rule(True, "Check the Mandrill account settings."),
-        "GeneralError": Rule(False, "Mandrill had an internal error. " + _RETRY),
-        "ServiceUnavailable": Rule(False, "Mandrill is unavailable. " + _RETRY),
-        "RequestLimitExceeded": Rule(False, "Mandrill is rate-limiting us. " + _RETRY),
+        "Unknown_Subaccount": Rule(True, gettext_noop("Check the Mandrill account settings.")),
+        "Unknown_Template": Rule(True, gettext_noop("Check the Mandrill account settings.")),
+        "GeneralError": Rule(False, gettext_noop("Mandrill had an internal error. ") + _RETRY),
+        "ServiceUnavailable": Rule(False, gettext_noop("Mandrill is unavailable. ") + _RETRY),
+        "RequestLimitExceeded": Rule(
+            False, gettext_noop("Mandrill is rate-limiting us. ") + _RETRY
+        ),
         # Per-recipient outcomes inside an HTTP 200, by reject_reason.
-        "invalid": Rule(True, "Mandrill finds the address invalid; correct it on this channel."),
+        "invalid": Rule(
+            True, gettext_noop("Mandrill finds the address invalid; correct it on this channel.")
+        ),
         "hard-bounce": _BOUNCED,
         "soft-bounce": Rule(
             True,
-            "The address soft-bounced recently, so Mandrill holds mail to it for a while. "
+            gettext_noop(
+                "The address soft-bounced recently, so Mandrill holds mail to it for a while. "
+            )
             + _FIX_ADDRESS,
         ),
         "spam": _BOUNCED,
-        "unsub": Rule(True, "The recipient unsubscribed. " + _FIX_ADDRESS),
+        "unsub": Rule(True, gettext_noop("The recipient unsubscribed. ") + _FIX_ADDRESS),
         "custom": _BOUNCED,
         "rule": _BOUNCED,
-        "invalid-sender": Rule(True, "Check the sender address, then re-enable this channel."),
+        "invalid-sender": Rule(
+            True, gettext_noop("Check the sender address, then re-enable this channel.")
+        ),
         "unsigned": Rule(
             True,
-            "The sender's domain is not verified (SPF/DKIM) in Mandrill; verify it, then "
-            "re-enable this channel.",
+            gettext_noop(
+                "The sender's domain is not verified (SPF/DKIM) in Mandrill; verify it, then "
+                "re-enable this channel."
+            ),
         ),
-        "test-mode-limit": Rule(True, "Use a live Mandrill API key, not a test key."),
+        "test-mode-limit": Rule(True, gettext_noop("Use a live Mandrill API key, not a test key.")),
         **_QUEUED_BLOCKED,
     }
     checks_delivery = True
     undelivered = {
         "bounced": _BOUNCED,
         "rejected": _BOUNCED,
-        "spam": Rule(True, "The recipient marked an alert as spam; ask them to undo it."),
-        "unsub": Rule(True, "The recipient unsubscribed. " + _FIX_ADDRESS),
+        "spam": Rule(
+            True, gettext_noop("The recipient marked an alert as spam; ask them to undo it.")
+        ),
+        "unsub": Rule(True, gettext_noop("The recipient unsubscribed. ") + _FIX_ADDRESS),
         # soft-bounced (a full mailbox, a greylisting server): transient, sent again
     }
 

@@ -11,6 +11,7 @@ carrier's verdict is read later from the same message (GET /messages/<id>: the r
 from urllib.parse import quote
 
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from .base import (
     DELIVERED,
@@ -54,19 +55,30 @@ class MessageBirdBackend(Backend):
         ),
     )
     errors = {
-        "2": Rule(True, "Check the access key, then re-enable this channel."),
-        "9": Rule(True, "Check the recipient's number and the sender, then re-enable it."),
-        "10": Rule(True, "Check the sender (originator), then re-enable this channel."),
-        "20": Rule(True, "Check this channel's settings, then re-enable it."),
-        "25": Rule(True, "The MessageBird balance is used up: top it up, then re-enable it."),
+        "2": Rule(True, gettext_noop("Check the access key, then re-enable this channel.")),
+        "9": Rule(
+            True, gettext_noop("Check the recipient's number and the sender, then re-enable it.")
+        ),
+        "10": Rule(
+            True, gettext_noop("Check the sender (originator), then re-enable this channel.")
+        ),
+        "20": Rule(True, gettext_noop("Check this channel's settings, then re-enable it.")),
+        "25": Rule(
+            True, gettext_noop("The MessageBird balance is used up: top it up, then re-enable it.")
+        ),
     }
     checks_delivery = True
     # By the recipient's statusReason, lower case; other reasons are transient.
     undelivered = {
         "unknown subscriber": Rule(
-            True, "The number is not in use: check the recipient's number, then re-enable it."
+            True,
+            gettext_noop(
+                "The number is not in use: check the recipient's number, then re-enable it."
+            ),
         ),
-        "rejected": Rule(True, "The carrier rejected the message; ask MessageBird support why."),
+        "rejected": Rule(
+            True, gettext_noop("The carrier rejected the message; ask MessageBird support why.")
+        ),
     }
 
     def _headers(self) -> dict[str, str]:

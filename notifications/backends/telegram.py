@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from .base import Backend, CredentialField, HttpAnswer, HttpRequest, Message, Rule, SendResult
 from .errors import PermanentDeliveryError
@@ -27,12 +28,14 @@ _URLLIB3_LOGGERS = (
     "urllib3.response",
     "urllib3.util.retry",
 )
-_KICKED = Rule(True, "Add the bot to the group again, then re-enable this channel.")
-_BUG = Rule(True, "This is a bug in b24keeper, please report it.")
+_KICKED = Rule(True, gettext_noop("Add the bot to the group again, then re-enable this channel."))
+_BUG = Rule(True, gettext_noop("This is a bug in b24keeper, please report it."))
 _FORBIDDEN = Rule(
     True,
-    "Telegram does not let the bot write to this chat: the person must start the bot, or the "
-    "bot must be a member of the group. Then re-enable this channel.",
+    gettext_noop(
+        "Telegram does not let the bot write to this chat: the person must start the bot, or the "
+        "bot must be a member of the group. Then re-enable this channel."
+    ),
 )
 
 
@@ -100,31 +103,44 @@ class TelegramBackend(Backend):
     errors = {
         "chat not found": Rule(
             True,
-            "Check the chat id. A person must open the bot and press Start first; for a group, "
-            "add the bot to it. Then re-enable this channel.",
+            gettext_noop(
+                "Check the chat id. A person must open the bot and press Start first; for a group, "
+                "add the bot to it. Then re-enable this channel."
+            ),
         ),
         "bot was blocked by the user": Rule(
-            True, "Ask the recipient to unblock the bot, then re-enable this channel."
+            True, gettext_noop("Ask the recipient to unblock the bot, then re-enable this channel.")
         ),
         "user is deactivated": Rule(
-            True, "The recipient's Telegram account was deleted; choose another recipient."
+            True,
+            gettext_noop("The recipient's Telegram account was deleted; choose another recipient."),
         ),
         "bot was kicked from the group chat": _KICKED,
         "bot was kicked from the supergroup chat": _KICKED,
         "bot was kicked from the channel chat": _KICKED,
-        "the group chat was deleted": Rule(True, "The group was deleted; choose another chat."),
+        "the group chat was deleted": Rule(
+            True, gettext_noop("The group was deleted; choose another chat.")
+        ),
         "bot can't initiate conversation with a user": Rule(
-            True, "Ask the recipient to open the bot and press Start, then re-enable this channel."
+            True,
+            gettext_noop(
+                "Ask the recipient to open the bot and press Start, then re-enable this channel."
+            ),
         ),
         "message is too long": _BUG,
         "message text is empty": _BUG,
         "unauthorized": Rule(
             True,
-            "The bot token was revoked or is wrong. Paste a current token from @BotFather, then "
-            "re-enable this channel.",
+            gettext_noop(
+                "The bot token was revoked or is wrong. Paste a current token from @BotFather, "
+                "then re-enable this channel."
+            ),
         ),
         "not found": Rule(
-            True, "The bot token is malformed. Copy it again from @BotFather, then re-enable."
+            True,
+            gettext_noop(
+                "The bot token is malformed. Copy it again from @BotFather, then re-enable."
+            ),
         ),
     }
 

@@ -9,6 +9,7 @@ import re
 from urllib.parse import quote
 
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from .base import (
     DELIVERED,
@@ -26,11 +27,17 @@ from .base import (
 from .errors import DeliveryError
 
 _MESSAGING_SERVICE_RE = re.compile(r"MG[0-9a-fA-F]{32}")
-_FIX_CREDENTIALS = "Check the Account SID and Auth Token, then re-enable this channel."
-_FIX_SENDER = "Check the sender in this channel and in the Twilio console, then re-enable it."
+_FIX_CREDENTIALS = gettext_noop(
+    "Check the Account SID and Auth Token, then re-enable this channel."
+)
+_FIX_SENDER = gettext_noop(
+    "Check the sender in this channel and in the Twilio console, then re-enable it."
+)
 _STOPPED = Rule(
     True,
-    "The recipient replied STOP. They must text START to the sender to receive alerts again.",
+    gettext_noop(
+        "The recipient replied STOP. They must text START to the sender to receive alerts again."
+    ),
 )
 _DELIVERED = frozenset({"delivered", "read"})
 _UNDELIVERED = frozenset({"failed", "undelivered", "canceled"})
@@ -67,41 +74,66 @@ class TwilioBackend(Backend):
     # Twilio error numbers: https://www.twilio.com/docs/api/errors
     errors = {
         "20003": Rule(True, _FIX_CREDENTIALS),
-        "20404": Rule(True, "Twilio does not know this Account SID. " + _FIX_CREDENTIALS),
-        "21211": Rule(True, "Check the recipient's phone number, then re-enable this channel."),
-        "21614": Rule(True, "The number cannot receive SMS; use a mobile number."),
-        "21606": Rule(True, "The sender cannot send SMS or is not yours. " + _FIX_SENDER),
+        "20404": Rule(
+            True, gettext_noop("Twilio does not know this Account SID. ") + _FIX_CREDENTIALS
+        ),
+        "21211": Rule(
+            True, gettext_noop("Check the recipient's phone number, then re-enable this channel.")
+        ),
+        "21614": Rule(True, gettext_noop("The number cannot receive SMS; use a mobile number.")),
+        "21606": Rule(
+            True, gettext_noop("The sender cannot send SMS or is not yours. ") + _FIX_SENDER
+        ),
         "21608": Rule(
             True,
-            "A trial account can only text verified numbers: verify the recipient's number in "
-            "the Twilio console or upgrade the account.",
+            gettext_noop(
+                "A trial account can only text verified numbers: verify the recipient's number in "
+                "the Twilio console or upgrade the account."
+            ),
         ),
         "21610": _STOPPED,
-        "21612": Rule(True, "Enable this destination in Twilio's SMS geo permissions."),
-        "21408": Rule(True, "Enable this region in Twilio's SMS geo permissions."),
-        "21617": Rule(True, "The text is too long; this is a bug in b24keeper, please report it."),
+        "21612": Rule(
+            True, gettext_noop("Enable this destination in Twilio's SMS geo permissions.")
+        ),
+        "21408": Rule(True, gettext_noop("Enable this region in Twilio's SMS geo permissions.")),
+        "21617": Rule(
+            True,
+            gettext_noop("The text is too long; this is a bug in b24keeper, please report it."),
+        ),
         # The request was not processed and is safe to retry (Twilio error 20429).
-        "20429": Rule(False, "Twilio is limiting concurrent requests. The delivery will retry."),
+        "20429": Rule(
+            False, gettext_noop("Twilio is limiting concurrent requests. The delivery will retry.")
+        ),
     }
     checks_delivery = True
     # The message resource's error_code when the carrier did not deliver; others are transient.
     undelivered = {
-        "30004": Rule(True, "The recipient blocks messages from this sender; ask them not to."),
+        "30004": Rule(
+            True, gettext_noop("The recipient blocks messages from this sender; ask them not to.")
+        ),
         "30005": Rule(
             True,
-            "The carrier does not know this number: check the recipient's phone number, then "
-            "re-enable this channel.",
+            gettext_noop(
+                "The carrier does not know this number: check the recipient's phone number, then "
+                "re-enable this channel."
+            ),
         ),
-        "30006": Rule(True, "The number is a landline or cannot take SMS; use a mobile number."),
+        "30006": Rule(
+            True, gettext_noop("The number is a landline or cannot take SMS; use a mobile number.")
+        ),
         "30007": Rule(
             True,
-            "The carrier filtered the message: register the sender with Twilio (A2P 10DLC or "
-            "toll-free verification), then re-enable this channel.",
+            gettext_noop(
+                "The carrier filtered the message: register the sender with Twilio (A2P 10DLC or "
+                "toll-free verification), then re-enable this channel."
+            ),
         ),
         "30034": Rule(
             True,
-            "US carriers refuse SMS from numbers not registered for A2P 10DLC; register it in "
-            "the Twilio console, then re-enable this channel.",
+            gettext_noop(
+                "US carriers refuse SMS from numbers not registered for A2P 10DLC; register it in "
+                "the Twilio console, then re-enable this channel."
+            ),
         ),
         "21610": _STOPPED,
     }

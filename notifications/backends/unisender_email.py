@@ -11,6 +11,7 @@ from typing import ClassVar
 
 from django.utils.html import linebreaks
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from .base import (
     CredentialField,
@@ -26,9 +27,13 @@ from .unisender_sms import ERRORS, UniSenderBackend
 # UniSender documents few per-recipient codes: an unknown one (the answer to a second email
 # within the minute among them) is most likely passing, so it is retried, not disabling.
 _UNKNOWN_RECIPIENT_ERROR = Rule(
-    False, "UniSender did not take the email for this address now; it is sent again.", 60
+    False,
+    gettext_noop("UniSender did not take the email for this address now; it is sent again."),
+    60,
 )
-_BAD_ADDRESS = Rule(True, "The address does not take mail; correct it on this channel.")
+_BAD_ADDRESS = Rule(
+    True, gettext_noop("The address does not take mail; correct it on this channel.")
+)
 
 
 class UniSenderEmailBackend(UniSenderBackend):
@@ -65,7 +70,8 @@ class UniSenderEmailBackend(UniSenderBackend):
     errors = {
         **ERRORS,
         "unchecked_sender_email": Rule(
-            True, "Confirm the sender address in UniSender, then re-enable this channel."
+            True,
+            gettext_noop("Confirm the sender address in UniSender, then re-enable this channel."),
         ),
     }
     recipient_interval_setting = "UNISENDER_EMAIL_MIN_INTERVAL"
@@ -81,12 +87,20 @@ class UniSenderEmailBackend(UniSenderBackend):
         "err_mailbox_discarded": _BAD_ADDRESS,
         "err_no_dns": _BAD_ADDRESS,
         "err_domain_inactive": _BAD_ADDRESS,
-        "err_blacklisted": Rule(True, "UniSender blocks this address; choose another one."),
+        "err_blacklisted": Rule(
+            True, gettext_noop("UniSender blocks this address; choose another one.")
+        ),
         "err_unsubscribed": Rule(
-            True, "The recipient unsubscribed from the alert list; they must subscribe again."
+            True,
+            gettext_noop(
+                "The recipient unsubscribed from the alert list; they must subscribe again."
+            ),
         ),
         "err_spam_rejected": Rule(
-            True, "The recipient's server took the alert for spam; whitelist the sender there."
+            True,
+            gettext_noop(
+                "The recipient's server took the alert for spam; whitelist the sender there."
+            ),
         ),
     }
 

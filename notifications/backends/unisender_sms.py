@@ -11,6 +11,7 @@ import html
 from typing import Any, ClassVar
 
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop
 
 from .base import (
     DELIVERED,
@@ -29,34 +30,60 @@ from .base import (
 # Error texts come in this language. "en" exists on api.unisender.com and on api.selzy.com,
 # so the same code works whichever host UNISENDER_API_URL names.
 LANGUAGE = "en"
-_RATE_LIMIT = Rule(False, "UniSender is rate-limiting this key. The delivery will retry.", 60)
+_RATE_LIMIT = Rule(
+    False, gettext_noop("UniSender is rate-limiting this key. The delivery will retry."), 60
+)
 ERRORS: dict[str, Rule] = {
     "invalid_api_key": Rule(
-        True, "Check the API key (UniSender → Settings → API), then re-enable this channel."
+        True,
+        gettext_noop(
+            "Check the API key (UniSender → Settings → API), then re-enable this channel."
+        ),
     ),
     "access_denied": Rule(
-        True, "API access is off for this account or method; ask UniSender support to enable it."
+        True,
+        gettext_noop(
+            "API access is off for this account or method; ask UniSender support to enable it."
+        ),
     ),
-    "unknown_method": Rule(True, "This is a bug in b24keeper, please report it."),
+    "unknown_method": Rule(True, gettext_noop("This is a bug in b24keeper, please report it.")),
     "invalid_arg": Rule(
         True,
-        "UniSender rejected a parameter, often an unregistered sender name. Check this "
-        "channel's settings, then re-enable it.",
+        gettext_noop(
+            "UniSender rejected a parameter, often an unregistered sender name. Check this "
+            "channel's settings, then re-enable it."
+        ),
     ),
-    "not_enough_money": Rule(True, "The UniSender balance is used up: top it up, then re-enable."),
-    "unspecified": Rule(True, "Read UniSender's message above, fix the cause, then re-enable."),
-    "retry_later": Rule(False, "UniSender asked to retry later. The delivery will retry."),
+    "not_enough_money": Rule(
+        True, gettext_noop("The UniSender balance is used up: top it up, then re-enable.")
+    ),
+    "unspecified": Rule(
+        True, gettext_noop("Read UniSender's message above, fix the cause, then re-enable.")
+    ),
+    "retry_later": Rule(
+        False, gettext_noop("UniSender asked to retry later. The delivery will retry.")
+    ),
     "api_call_limit_exceeded_for_api_key": _RATE_LIMIT,
     "api_call_limit_exceeded_for_ip": _RATE_LIMIT,
-    "dest_invalid": Rule(True, "Check the recipient's phone number, then re-enable it."),
-    "src_invalid": Rule(True, "Register the sender name in UniSender, then re-enable it."),
+    "dest_invalid": Rule(
+        True, gettext_noop("Check the recipient's phone number, then re-enable it.")
+    ),
+    "src_invalid": Rule(
+        True, gettext_noop("Register the sender name in UniSender, then re-enable it.")
+    ),
     # Not confirmed by UniSender's docs: the same number was texted less than a minute ago.
-    "has_been_sent": Rule(False, "UniSender refuses a second SMS within a minute.", 60),
-    "unsubscribed_globally": Rule(True, "The recipient unsubscribed from all UniSender mail."),
+    "has_been_sent": Rule(
+        False, gettext_noop("UniSender refuses a second SMS within a minute."), 60
+    ),
+    "unsubscribed_globally": Rule(
+        True, gettext_noop("The recipient unsubscribed from all UniSender mail.")
+    ),
 }
 # An error code the table does not know, inside an HTTP 200: UniSender's own advice is to
 # treat untyped errors as permanent.
-_UNKNOWN = Rule(True, "Read UniSender's message above, fix the cause, then re-enable.")
+_UNKNOWN = Rule(
+    True, gettext_noop("Read UniSender's message above, fix the cause, then re-enable.")
+)
 
 
 class UniSenderBackend(Backend):
@@ -131,12 +158,21 @@ class UniSenderSmsBackend(UniSenderBackend):
     checks_delivery = True
     # checkSms statuses of an SMS that was not delivered; the others are transient.
     undelivered = {
-        "err_dest_invalid": Rule(True, "Check the recipient's phone number, then re-enable it."),
-        "err_src_invalid": Rule(True, "Register the sender name in UniSender, then re-enable it."),
-        "err_not_allowed": Rule(
-            True, "UniSender may not send to this number; ask its support, then re-enable it."
+        "err_dest_invalid": Rule(
+            True, gettext_noop("Check the recipient's phone number, then re-enable it.")
         ),
-        "err_skip_letter": Rule(True, "UniSender skipped the SMS; ask its support why."),
+        "err_src_invalid": Rule(
+            True, gettext_noop("Register the sender name in UniSender, then re-enable it.")
+        ),
+        "err_not_allowed": Rule(
+            True,
+            gettext_noop(
+                "UniSender may not send to this number; ask its support, then re-enable it."
+            ),
+        ),
+        "err_skip_letter": Rule(
+            True, gettext_noop("UniSender skipped the SMS; ask its support why.")
+        ),
     }
 
     def build_request(self, message: Message) -> HttpRequest:

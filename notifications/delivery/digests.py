@@ -139,7 +139,15 @@ def _fill(head: list[str], sections: list[_Section], footer: list[str]) -> str:
 def _line(incident: Incident) -> str:
     code = incident.error_code or "?"
     if incident.kind == Incident.Kind.OUTAGE:
-        what = _("authorization server outage, %d tokens") % incident.affected_tokens
+        count = incident.affected_tokens
+        what = (
+            ngettext(
+                "authorization server outage, %d token",
+                "authorization server outage, %d tokens",
+                count,
+            )
+            % count
+        )
         return f"- {what} — {code}"
     if incident.kind == Incident.Kind.CHANNEL:
         names = channel_names(incident)

@@ -10,9 +10,12 @@
 - incident_resolved: deliveries nobody received yet are cancelled (a recovery notice for an
   alert never seen helps no one); channels that were told get a "resolved" delivery. A
   switched-off channel that is on again ends its incident quietly.
-- the periodic sweep: reminders while an incident stays open, new tasks for deliveries and
-  status checks whose task was lost, channels switched on in their form, and an email to
-  Django's ADMINS about open incidents that no enabled channel covers.
+- a channel added, enabled or given more tokens (`channel_saved`, `enable_channels`): the
+  "opened" alert of every open incident it covers and has none of (`catch_up`).
+- the periodic sweep: the same catch-up for every enabled channel (an incident whose
+  deliveries were never made gets them), reminders while an incident stays open, new tasks
+  for deliveries and status checks whose task was lost, channels switched on in their form,
+  and an email to Django's ADMINS about open incidents nobody hears of.
 
 Each delivery is created at most once (a unique constraint on incident, channel, event and
 sequence), and its task carries only the delivery's id, never a credential or a token.
@@ -23,7 +26,6 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -141,16 +143,11 @@ def enqueue_checks(ids: Iterable[int], countdown: float = 0.0) -> None:
 
 
 def _publish(task: str, ids: list[int], countdown: float) -> None:
-    def send() -> None:
-        try:
-            for delivery_id in ids:
-                publish.send(task, (delivery_id,), countdown=countdown)
-        except Exception as err:
-            # The rows are stored: the sweep re-enqueues lost work within minutes.
-            logger.warning("could not enqueue %d task(s): %s", len(ids), type(err).__name__)
-
-    if ids:
-        transaction.on_commit(send)
+    # After the commit, by this process's publisher thread: the caller (maybe a refresh that
+    # resolved an incident) never waits on the broker. What is not published is lost work the
+    # sweep re-enqueues (requeue_lost) from the rows.
+    for delivery_id in ids:
+        publish.send_after_commit(task, (delivery_id,), countdown=countdown)
 
 
 def send_reminders(now: datetime | None = None) -> int:
@@ -231,9 +228,37 @@ def sweep() -> int:
         Q(disabled_at__isnull=False) | Q(pk__in=_open_channel_incidents())
     )
     enable_channels(switched_on.values_list("pk", flat=True))
-    done = send_reminders() + requeue_lost()
+    done = catch_up(Channel.objects.enabled().values_list("pk", flat=True))
+    done += send_reminders() + requeue_lost()
     coverage.notify_admins()
     return done
+
+
+def catch_up(channel_ids: Iterable[int]) -> int:
+    """The "opened" alert of every open incident an enabled channel covers and has no alert of
+    yet: a channel added or enabled (or given more tokens) hears what is already open, and an
+    incident whose deliveries were never made (a worker killed between the two) gets them.
+    Returns how many deliveries it created."""
+    created = 0
+    for channel in Channel.objects.enabled().filter(pk__in=list(channel_ids)).defer("credentials"):
+        told = Delivery.objects.filter(
+            incident=OuterRef("pk"), channel=channel, event__in=FIRST_ALERTS
+        )
+        missing = (
+            Incident.objects.filter(resolved_at=None)
+            .filter(coverage.covered_by(channel))
+            .exclude(Exists(told))
+            .values_list("pk", flat=True)[:SWEEP_BATCH]
+        )
+        for incident in Incident.objects.filter(pk__in=list(missing)):
+            created += len(create_deliveries(incident, [channel.pk], Event.OPENED))
+    return created
+
+
+def channel_saved(channel_id: int) -> int:
+    """A channel was added or changed in its form (its tokens and portals saved): if it is
+    enabled, it hears at once of every open incident it covers."""
+    return catch_up([channel_id])
 
 
 def _open_channel_incidents() -> QuerySet:
@@ -286,6 +311,7 @@ def enable_channels(channel_ids: Iterable[int]) -> int:
     )
     waiting = Delivery.objects.filter(channel_id__in=ids, status=Status.QUEUED)
     enqueue(waiting.values_list("pk", flat=True))
+    catch_up(ids)
     return count
 
 

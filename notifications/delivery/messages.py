@@ -319,7 +319,14 @@ def _outage(incident: Incident, event: str) -> Message:
         ]
         short = _("b24keeper: the Bitrix24 authorization server outage is over.")
     else:
-        subject = _("Bitrix24 authorization server outage: %(count)d tokens fail") % count
+        subject = (
+            ngettext(
+                "Bitrix24 authorization server outage: %(count)d token fails",
+                "Bitrix24 authorization server outage: %(count)d tokens fail",
+                incident.affected_tokens,
+            )
+            % count
+        )
         lines = [
             _(
                 "Many Bitrix24 tokens fail to refresh at once: the authorization server itself "
@@ -329,7 +336,14 @@ def _outage(incident: Incident, event: str) -> Message:
             *_failure_lines(incident, incident.opened_at),
             _("What to do: %s") % advice(incident),
         ]
-        short = _("b24keeper: Bitrix24 authorization server outage, %(count)d tokens fail.") % count
+        short = (
+            ngettext(
+                "b24keeper: Bitrix24 authorization server outage, %(count)d token fails.",
+                "b24keeper: Bitrix24 authorization server outage, %(count)d tokens fail.",
+                incident.affected_tokens,
+            )
+            % count
+        )
     lines = [lines[0], "", *lines[1:], _("Open incidents: %s") % link]
     text = _fit(_body(lines), _words(incident))
     return Message(subject=subject, text=text, sms_text=sms(short, link))

@@ -37,7 +37,7 @@ from notifications.backends import (
     SendResult,
     TransientDeliveryError,
 )
-from notifications.delivery import digests, messages, outcomes
+from notifications.delivery import digests, messages, outcomes, refusals
 from notifications.delivery.outcomes import Outcome, backoff, seconds
 from notifications.models import FIRST_ALERTS, REPEATS, Channel, Delivery
 
@@ -249,11 +249,15 @@ def send_test(channel: Channel) -> tuple[bool, str]:
     spaced_until = _recipient_slot(row, now)
     if spaced_until is not None:  # the provider would refuse it: say so rather than try
         wait = max(int((spaced_until - now).total_seconds()) + 1, 1)
-        return False, (
-            f"{channel.get_kind_display()} takes one message per recipient every "
-            f"{row['interval']:g} s and one went to {channel.destination} just now; "
-            f"try again in {wait} s."
-        )
+        return False, _(
+            "%(provider)s takes one message per recipient every %(interval)s s and one went to "
+            "%(destination)s just now; try again in %(wait)d s."
+        ) % {
+            "provider": channel.get_kind_display(),
+            "interval": f"{row['interval']:g}",
+            "destination": channel.destination,
+            "wait": wait,
+        }
     try:
         result: SendResult = channel.backend().send(messages.test_message(channel))
     except (ConfigurationError, PermanentDeliveryError, TransientDeliveryError) as err:
@@ -261,6 +265,8 @@ def send_test(channel: Channel) -> tuple[bool, str]:
         for pattern, replacement in _ALERT_ADVICE:
             text = pattern.sub(replacement, text)
         Channel.objects.filter(pk=channel.pk).update(last_error=text, last_error_at=now)
+        if not isinstance(err, ConfigurationError):  # said in the reader's language
+            text = refusals.delivery_error_text(err, text)
         if channel.enabled:
             return False, _(
                 "The test message was not sent: %(error)s The channel stays enabled."

@@ -1,13 +1,18 @@
-"""Who hears of an incident: is an open incident covered by at least one enabled channel?
+"""Who hears of an incident: is an open incident *heard*?
 
-An incident nobody hears of is the one failure that cannot announce itself, so it is shown
-where on-call looks: the admin's incident and channel lists, an email to Django's ADMINS (when
-EMAIL_URL is set), and, through `uncovered_incidents()`, any page or health check that asks.
-Every question here is one query, however many incidents and channels there are.
+An incident counts as heard only when a delivery of it was **sent**, or one is pending (queued
+or sending) on an enabled channel for less than NOTIFY_HEARD_WITHIN: a channel that covers it
+is not enough (its provider may be down for good, or its delivery was never made). An open
+incident nobody hears of is the one failure that cannot announce itself, so it is shown where
+on-call looks: the admin's banner and lists, the staff home page, `/health/` (`alerts`), the
+gauge `b24keeper_incidents_unheard`, and an email to Django's ADMINS (when EMAIL_URL is set),
+once per incident. Every question here is one query, however many incidents and channels.
+
+Who may call: notifications (admin, delivery), dashboard, ops.observe.
 """
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import mail_admins
@@ -15,40 +20,39 @@ from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, 
 from django.urls import reverse
 from django.utils import timezone
 
-from notifications.models import Channel, Incident
+from core.dbclock import DbNow
+from notifications.models import Channel, Delivery, Incident
 
 logger = logging.getLogger(__name__)
 Kind = Incident.Kind
+Status = Delivery.Status
 MAIL_BATCH = 50  # incidents named in one email to the admins
 
 
-def is_covered() -> Q:
-    """A condition on Incident: some enabled channel covers it."""
-    enabled = Channel.objects.filter(enabled=True)
-    by_token = Channel.tokens.through.objects.filter(
-        token_id=OuterRef("token_id"), channel__enabled=True
+def is_heard() -> Q:
+    """A condition on Incident: a delivery of it was sent, or one waits on an enabled channel
+    for less than NOTIFY_HEARD_WITHIN (by the database's clock)."""
+    mine = Delivery.objects.filter(incident=OuterRef("pk"))
+    recent = DbNow() - timedelta(seconds=settings.NOTIFY_HEARD_WITHIN)
+    pending = mine.filter(
+        status__in=[Status.QUEUED, Status.SENDING], channel__enabled=True, created_at__gt=recent
     )
-    by_portal = Channel.portals.through.objects.filter(
-        portal_id=OuterRef("token__portal_id"), channel__enabled=True
-    )
-    everyone = Exists(enabled.filter(covers_all_tokens=True))
-    others = Exists(enabled.exclude(pk=OuterRef("channel_id")))
-    return (
-        Q(Q(kind=Kind.TOKEN), Q(everyone) | Q(Exists(by_token)) | Q(Exists(by_portal)))
-        | Q(Q(kind=Kind.OUTAGE), Exists(enabled))
-        | Q(Q(kind=Kind.CHANNEL), others)
-    )
+    return Q(Exists(mine.filter(status=Status.SENT))) | Q(Exists(pending))
 
 
 def with_coverage(incidents: QuerySet) -> QuerySet:
-    """The incidents, each with `covered` (True: an enabled channel hears of it)."""
-    return incidents.annotate(covered=ExpressionWrapper(is_covered(), output_field=BooleanField()))
+    """The incidents, each with `covered` (True: it is heard, see is_heard())."""
+    return incidents.annotate(covered=ExpressionWrapper(is_heard(), output_field=BooleanField()))
 
 
-def uncovered_incidents() -> QuerySet:
-    """Open incidents that no enabled channel covers: nobody is told of them. One query, for
-    the admin, the staff home page and the health endpoint alike."""
-    return Incident.objects.filter(resolved_at=None).filter(~is_covered())
+def unheard_incidents() -> QuerySet:
+    """Open incidents nobody hears of (see is_heard()). One query, for the admin, the staff home
+    page, the health endpoint and the metrics alike."""
+    return Incident.objects.filter(resolved_at=None).filter(~is_heard())
+
+
+# The older name, for the callers that ask which open incidents reach nobody.
+uncovered_incidents = unheard_incidents
 
 
 def covered_by(channel: Channel) -> Q:
@@ -66,13 +70,12 @@ def covered_by(channel: Channel) -> Q:
 
 def notify_admins(now: datetime | None = None) -> int:
     """Email Django's ADMINS once about each open incident that nobody hears of; returns how
-    many it named. An incident heard of again is named again if it is left alone later."""
+    many it named. Once per incident: the mail says what to do, and the banner, `/health/`
+    and the gauge keep saying it while it lasts."""
     now = now or timezone.now()
-    heard_again = Incident.objects.filter(resolved_at=None, uncovered_notified_at__isnull=False)
-    heard_again.filter(is_covered()).update(uncovered_notified_at=None)
     if not (settings.ADMINS and settings.EMAIL_URL):
         return 0
-    candidates = uncovered_incidents().filter(uncovered_notified_at=None).order_by("opened_at")
+    candidates = unheard_incidents().filter(uncovered_notified_at=None).order_by("opened_at")
     ids = list(candidates.values_list("pk", flat=True)[:MAIL_BATCH])
     # Claimed first, so two sweeps at once cannot both send the same news.
     claim = Incident.objects.filter(pk__in=ids, uncovered_notified_at=None)
@@ -97,10 +100,11 @@ def notify_admins(now: datetime | None = None) -> int:
 
 def _admin_mail(named: list[Incident]) -> tuple[str, str]:
     site = settings.SITE_URL
-    subject = f"{len(named)} open incident(s) reach nobody: no enabled channel covers them"
+    subject = f"{len(named)} open incident(s) reach nobody: no alert of them got through"
+    within = int(settings.NOTIFY_HEARD_WITHIN)
     lines = [
-        "No enabled notification channel covers these open incidents, so b24keeper tells "
-        "nobody about them:",
+        "No alert of these open incidents was sent, and none waits on an enabled channel for "
+        f"less than {within} s (NOTIFY_HEARD_WITHIN), so nobody has heard of them:",
         "",
     ]
     for incident in named:
@@ -110,7 +114,7 @@ def _admin_mail(named: list[Incident]) -> tuple[str, str]:
         lines.append(f"  {site}{url}")
     lines += [
         "",
-        "Enable a channel (or add one) that covers them: "
+        "Look at the channels' last errors, and enable (or add) a channel that covers them: "
         f"{site}{reverse('admin:notifications_channel_changelist')}",
     ]
     return subject, "\n".join(lines)

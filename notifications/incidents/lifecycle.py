@@ -3,8 +3,11 @@
 Who raises: portals.escalation (the refresh service decides *when* to escalate), and the
 dispatcher itself when a permanent provider error switches a channel off.
 Who delivers: receivers of the signals below (the notifications dispatcher), connected in
-NotificationsConfig.ready(). Signals are sent after the transaction commits, so a receiver
-always sees the stored incident and a rolled-back failure alerts nobody.
+NotificationsConfig.ready(). `incident_opened` is sent inside the transaction that stores the
+incident, so its deliveries are stored with it or not at all (a database drop or a killed
+worker between the two cannot leave an incident without deliveries); the receivers only
+write rows, and tasks are published after the commit. The other signals are sent after the
+commit. Either way a rolled-back failure alerts nobody.
 
     incident_opened(sender=Incident, incident=...)    # once per episode
     incident_updated(sender=Incident, incident=..., severity_changed=...)
@@ -52,11 +55,10 @@ def open_incident(token: "Token", *, code: str, message: str, permanent: bool) -
     with transaction.atomic():
         # The token's row, locked at the version that failed: a pair stored meanwhile moved
         # the version (nothing to open), and a pair stored after this waits for our commit and
-        # then sees the incident it must resolve (portals.tokens.state.finish_success).
+        # then sees the incident it must resolve (portals.tokens.state.finish_success). The
+        # lock also makes "what it was" and "what it is now" one step for two failures at once.
         if not _still_at(token):
             return None
-        # The lock makes "what it was" and "what it is now" one step: two failures of the
-        # same token at once cannot both (or neither) see the change of severity.
         incident = (
             Incident.objects.select_for_update()
             .filter(token=token, kind=Incident.Kind.TOKEN, resolved_at=None)
@@ -75,15 +77,23 @@ def open_incident(token: "Token", *, code: str, message: str, permanent: bool) -
             incident.refresh_from_db()
             _send_on_commit(incident_updated, incident, severity_changed=changed)
             return incident
-    try:
-        with transaction.atomic():
-            incident = Incident.objects.create(
-                token=token, error_code=code[:100], message=message, permanent=permanent
-            )
-    except IntegrityError:
+        created = _create(token=token, error_code=code[:100], message=message, permanent=permanent)
+    if created is None:
         # A concurrent failure of the same token opened it first: count ours as a repeat.
         return open_incident(token, code=code, message=message, permanent=permanent)
-    _send_on_commit(incident_opened, incident)
+    return created
+
+
+def _create(**fields: object) -> Incident | None:
+    """Store an incident and, in the same transaction, its deliveries (incident_opened's
+    receivers); None when one is open already (a unique constraint)."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                incident = Incident.objects.create(**fields)
+        except IntegrityError:
+            return None
+        incident_opened.send(sender=Incident, incident=incident)
     return incident
 
 
@@ -114,37 +124,23 @@ def open_outage(*, code: str, message: str, affected: int) -> Incident:
             occurrences=F("occurrences") + 1, affected_tokens=affected, last_seen_at=timezone.now()
         )
         return outage
-    try:
-        with transaction.atomic():
-            outage = Incident.objects.create(
-                kind=Incident.Kind.OUTAGE,
-                error_code=code[:100],
-                message=message,
-                affected_tokens=affected,
-            )
-    except IntegrityError:
-        return Incident.objects.get(kind=Incident.Kind.OUTAGE, resolved_at=None)
-    _send_on_commit(incident_opened, outage)
-    return outage
+    outage = _create(
+        kind=Incident.Kind.OUTAGE, error_code=code[:100], message=message, affected_tokens=affected
+    )
+    return outage or Incident.objects.get(kind=Incident.Kind.OUTAGE, resolved_at=None)
 
 
 def open_channel_incident(channel: "Channel", reason: str) -> Incident | None:
     """A permanent provider error switched `channel` off: every other channel hears of it
     once. None when its incident is open already."""
-    try:
-        with transaction.atomic():
-            incident = Incident.objects.create(
-                kind=Incident.Kind.CHANNEL,
-                channel=channel,
-                error_code="channel_disabled",
-                message=reason,
-                permanent=True,
-                affected_tokens=0,
-            )
-    except IntegrityError:
-        return None
-    _send_on_commit(incident_opened, incident)
-    return incident
+    return _create(
+        kind=Incident.Kind.CHANNEL,
+        channel=channel,
+        error_code="channel_disabled",
+        message=reason,
+        permanent=True,
+        affected_tokens=0,
+    )
 
 
 def resolve_for_channels(channel_ids: Iterable[int]) -> int:

@@ -19,6 +19,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import CollectorRegistry
 
+from notifications.incidents.coverage import unheard_incidents
 from notifications.models import Incident
 from ops.models import Counter
 from ops.record import heartbeat, metrics
@@ -64,6 +65,12 @@ class DatabaseCollector:
             "b24keeper_incidents_open",
             "Incidents not resolved yet (token incidents and outage incidents).",
             value=Incident.objects.filter(resolved_at=None).count(),
+        )
+        yield GaugeMetricFamily(
+            "b24keeper_incidents_unheard",
+            "Open incidents nobody has heard of: no alert was sent, and none waits on an enabled "
+            "channel for less than NOTIFY_HEARD_WITHIN.",
+            value=unheard_incidents().count(),
         )
         yield _workers()
 

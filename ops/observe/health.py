@@ -38,7 +38,7 @@ from kombu import Connection
 from kombu.utils.url import maybe_sanitize_url
 
 from encryption import probe
-from notifications.incidents.coverage import uncovered_incidents
+from notifications.incidents.coverage import unheard_incidents
 from ops.record import heartbeat
 from portals.beat import SWEEP_TASK
 
@@ -140,9 +140,12 @@ def check_encryption() -> str:
 
 
 def check_alerts() -> str:
-    if count := uncovered_incidents().count():
-        raise CheckFailed(f"{count} open incident(s) reach nobody: no enabled channel covers them")
-    return "every open incident reaches an enabled channel"
+    if count := unheard_incidents().count():
+        raise CheckFailed(
+            f"{count} open incident(s) unheard: no alert of them was sent, and none waits on an "
+            f"enabled channel for less than {settings.NOTIFY_HEARD_WITHIN:g} s"
+        )
+    return "every open incident was heard (an alert sent, or waiting on an enabled channel)"
 
 
 CHECKS: dict[str, Callable[[], str]] = {

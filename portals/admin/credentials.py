@@ -60,7 +60,7 @@ class PortalAdmin(admin.ModelAdmin):
 class AppCredentialsForm(forms.ModelForm):
     # Write-only: the stored secret is never sent to the browser.
     new_client_secret = forms.CharField(
-        label="client_secret",
+        label=gettext_lazy("client_secret"),
         required=False,
         widget=forms.PasswordInput(render_value=False),
         help_text=gettext_lazy("Leave empty to keep the stored secret. Stored encrypted."),
@@ -78,12 +78,13 @@ class AppCredentialsForm(forms.ModelForm):
             "keepalive_days",
         ]
 
-    def clean(self) -> dict[str, Any]:
-        super().clean()
-        cleaned = self.cleaned_data  # the stubs allow None; ModelForm.clean returns this
-        if not self.instance.pk and not cleaned.get("new_client_secret"):
-            self.add_error("new_client_secret", _("Enter the client secret from the app's card."))
-        return cleaned
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.instance.pk and "new_client_secret" in self.fields:  # nothing to keep yet
+            field = self.fields["new_client_secret"]
+            field.required = True
+            field.help_text = _("From the application's card in Bitrix24. Stored encrypted.")
+            field.error_messages["required"] = _("Enter the client secret from the app's card.")
 
     @sensitive_variables()
     def save(self, commit: bool = True) -> AppCredentials:
@@ -115,7 +116,19 @@ class AppCredentialsAdmin(admin.ModelAdmin):
         (gettext_lazy("History"), {"fields": ["created_at", "updated_at"]}),
     ]
 
-    @admin.display(description="client_secret")
+    def get_fieldsets(self, request: HttpRequest, obj: AppCredentials | None = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            # A viewer cannot type a new secret: the write-only input would read "None".
+            first = [name for name in fieldsets[0][1]["fields"] if name != "new_client_secret"]
+            return [(None, {"fields": first}), *fieldsets[1:]]
+        if obj is not None:
+            return fieldsets
+        # A new app has no stored secret to show: one required client_secret field.
+        first = [name for name in fieldsets[0][1]["fields"] if name != "masked_secret"]
+        return [(None, {"fields": first}), *fieldsets[1:]]
+
+    @admin.display(description=gettext_lazy("client_secret"))
     def masked_secret(self, obj: AppCredentials) -> str:
         return crypto.mask(obj.client_secret)
 

@@ -271,6 +271,13 @@ class TokenViewsMixin(admin.ModelAdmin):
         if token.status == TokenStatus.DISABLED:
             state.enable([token.pk])
             text = _("Enabled “%(reference)s”: it refreshes on schedule again, within a minute.")
+        elif "_confirm" not in request.POST:  # it stops serving every consumer: ask first
+            return self._render(
+                request,
+                "admin/portals/token/confirm_disable.html",
+                title=_("Disable “%(reference)s”?") % {"reference": token.reference},
+                token=token,
+            )
         else:
             state.disable([token.pk])
             text = _("Disabled “%(reference)s”: it is no longer refreshed or handed out.")

@@ -10,7 +10,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from core.display import EMPTY, duration, when
 from encryption import crypto
@@ -218,9 +218,13 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
             return format_html('<span style="color:#dc3545">{}</span>', _("expired"))
         return duration(left)
 
-    @admin.display(description=gettext_lazy("incident"), boolean=True)
-    def open_incident(self, obj: Token) -> bool:
-        return getattr(obj, "has_open_incident", False)
+    @admin.display(description=gettext_lazy("incident"))
+    def open_incident(self, obj: Token) -> str:
+        # Words, not Django's ✔/✖ icons: a red ✖ under "incident" read as "something is wrong"
+        # beside a healthy token.
+        if getattr(obj, "has_open_incident", False):
+            return format_html('<span class="incident-open">{}</span>', _("open"))
+        return EMPTY
 
     @admin.display(description=gettext_lazy("access token"))
     def masked_access_token(self, obj: Token) -> str:
@@ -247,7 +251,7 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
         rows = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
-            "<td>{} ms</td></tr>",
+            "<td>{}</td></tr>",
             (
                 (
                     when(a.started_at),
@@ -256,7 +260,7 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
                     a.error_code or EMPTY,
                     a.error_description or EMPTY,
                     a.http_status or EMPTY,
-                    a.duration_ms,
+                    _("%(n)d ms") % {"n": a.duration_ms},
                 )
                 for a in attempts
             ),
@@ -285,7 +289,7 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
     @admin.action(description=gettext_lazy("Disable (stop refreshing)"), permissions=["toggle"])
     def disable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = state.disable(list(queryset.values_list("pk", flat=True)))
-        text = _("%(count)d token(s) disabled.")
+        text = ngettext("%(count)d token disabled.", "%(count)d tokens disabled.", count)
         self.message_user(request, text % {"count": count}, messages.SUCCESS)
 
     @admin.action(
@@ -293,5 +297,9 @@ class TokenAdmin(TokenViewsMixin, admin.ModelAdmin):
     )
     def enable(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = state.enable(list(queryset.values_list("pk", flat=True)))
-        text = _("%(count)d token(s) enabled; they refresh within a minute.")
+        text = ngettext(
+            "%(count)d token enabled; it refreshes within a minute.",
+            "%(count)d tokens enabled; they refresh within a minute.",
+            count,
+        )
         self.message_user(request, text % {"count": count}, messages.SUCCESS)

@@ -56,8 +56,8 @@ class ErrorClass:
 
 
 _REAUTH = _(
-    "Re-connect the portal: in b24keeper choose “Add task”, open the authorize URL and submit "
-    "the new code at once."
+    "Re-connect the portal: press “Re-connect now” on the token's page in b24keeper (or, with "
+    "a new code, use “Add task”)."
 )
 _RETRY = _("Nothing yet: b24keeper keeps retrying. If this lasts, check that Bitrix24 answers.")
 _BUG = _("The request was malformed; this is a bug in b24keeper, please report it.")

@@ -84,16 +84,54 @@ return {1, tostring(wait)}
 """
 
 
+# The same for several buckets in one round trip, in order, stopping at the first that would
+# wait too long (the ones before it keep their unit). KEYS the buckets; ARGV rate, burst,
+# max_wait for each. Returns {granted, wait, granted, wait, ...} for those tried.
+_LUA_MANY = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local out = {}
+for i, key in ipairs(KEYS) do
+  local rate, burst = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])
+  local max_wait = tonumber(ARGV[3 * i])
+  local state = redis.call('HMGET', key, 'level', 'at')
+  local level = tonumber(state[1]) or 0
+  local at = tonumber(state[2]) or now
+  level = math.max(0, level - math.max(0, now - at) * rate) + 1
+  local wait = math.max(0, (level - burst) / rate)
+  if wait > max_wait then
+    table.insert(out, 0)
+    table.insert(out, tostring(wait))
+    return out
+  end
+  redis.call('HSET', key, 'level', tostring(level), 'at', tostring(now))
+  redis.call('EXPIRE', key, math.ceil(level / rate) + 60)
+  table.insert(out, 1)
+  table.insert(out, tostring(wait))
+end
+return out
+"""
+
+Ask = tuple[str, float, float, float]  # key, rate, burst, max_wait
+
+
 class RedisStore:
     prefix = "b24keeper:bucket:"
 
     def __init__(self, url: str) -> None:
         self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.script = self.client.register_script(_LUA)
+        self.script_many = self.client.register_script(_LUA_MANY)
 
     def reserve(self, key: str, rate: float, burst: float, max_wait: float) -> Turn:
         granted, wait = self.script(keys=[self.prefix + key], args=[rate, burst, max_wait])
         return Turn(bool(int(granted)), float(wait))
+
+    def reserve_many(self, asks: list[Ask]) -> list[Turn]:
+        keys = [self.prefix + key for key, *_ in asks]
+        args = [value for _, *values in asks for value in values]
+        flat = self.script_many(keys=keys, args=args)
+        return [Turn(bool(int(g)), float(w)) for g, w in zip(flat[::2], flat[1::2], strict=True)]
 
 
 # One statement: drain by the time since the last change, add one, and store it only if the
@@ -210,6 +248,28 @@ def reserve(key: str, rate: float, burst: float, max_wait: float = math.inf) -> 
         # Redis away: keep limiting, per process, rather than stop every REST call.
         log.warning("rate limit: Redis unavailable (%s); limiting per process", type(err).__name__)
         return _fallback.reserve(key, rate, burst, max_wait)
+
+
+def reserve_many(asks: list[Ask]) -> list[Turn]:
+    """reserve() of several buckets, in order, stopping at the first not granted (the turns
+    of the ones tried; those granted keep their unit). One round trip on Redis."""
+    chosen = store()
+    try:
+        if isinstance(chosen, RedisStore):
+            return chosen.reserve_many(asks)
+        return _each(chosen, asks)
+    except redis.RedisError as err:
+        log.warning("rate limit: Redis unavailable (%s); limiting per process", type(err).__name__)
+        return _each(_fallback, asks)
+
+
+def _each(chosen: Store, asks: list[Ask]) -> list[Turn]:
+    turns: list[Turn] = []
+    for ask in asks:
+        turns.append(chosen.reserve(*ask))
+        if not turns[-1].granted:
+            break
+    return turns
 
 
 _fallback = LocalStore()

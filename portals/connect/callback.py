@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.contrib.sessions.backends.base import SessionBase
 from django.core.exceptions import ValidationError
 from django.http import QueryDict
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
@@ -80,13 +80,16 @@ def finish(query: QueryDict, client_id: str, session: SessionBase, user_id: int)
     try:
         state = states.consume(answer.state, session, user_id, client_id)
     except states.StateRefused as err:
-        log.warning("callback for %r refused: %s", client_id, err.reason)
+        with translation.override("en"):  # logs are English, whoever's browser answered
+            log.warning("callback for %r refused: %s", client_id, str(err.reason))
         raise CallbackRefused(str(err), err.status) from None
     domain = _answered_domain(answer, state)
     server = _auth_server(answer)
     if not answer.code:
         raise CallbackRefused(_("The answer from Bitrix24 carries no code. Press Connect again."))
+    started, began = timezone.now(), time.monotonic()
     grant = _exchange(state, server, answer.code)
+    duration_ms = int((time.monotonic() - began) * 1000)  # the exchange, as the audit log shows
     if answer.member_id and grant.member_id and answer.member_id != grant.member_id:
         log.warning("callback for %r refused: member_id differs from the grant", client_id)
         raise CallbackRefused(
@@ -106,8 +109,8 @@ def finish(query: QueryDict, client_id: str, session: SessionBase, user_id: int)
         reference=state.reference,
         owner_id=user_id,
         token=token,
-        started=timezone.now(),
-        duration_ms=0,
+        started=started,
+        duration_ms=duration_ms,
     )
     return Connected(stored, grants.check_scope(stored))
 

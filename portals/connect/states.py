@@ -20,7 +20,7 @@ from datetime import timedelta
 
 from django.contrib.sessions.backends.base import SessionBase
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy
 from django.views.decorators.debug import sensitive_variables
 
@@ -41,7 +41,8 @@ START_AGAIN = gettext_lazy(
 class StateRefused(Exception):
     """The callback's `state` cannot be accepted; the message says why and what to do."""
 
-    def __init__(self, reason: str, status: int = 400) -> None:
+    def __init__(self, reason: "str | Promise", status: int = 400) -> None:
+        # `reason` stays lazy: the page says it in the reader's language, the log in English.
         super().__init__(f"{reason} {START_AGAIN}")
         self.reason = reason
         self.status = status
@@ -89,7 +90,7 @@ def consume(state: str, session: SessionBase, user_id: int, client_id: str) -> C
     """The state's record, claimed for this callback; StateRefused otherwise."""
     if not state:
         raise StateRefused(
-            _(
+            gettext_lazy(
                 "The answer from Bitrix24 carries no state, so it cannot be matched to a "
                 "connect started here."
             )
@@ -100,24 +101,28 @@ def consume(state: str, session: SessionBase, user_id: int, client_id: str) -> C
         .first()
     )
     if found is None:
-        raise StateRefused(_("This connect is unknown here (or was cleaned up)."))
+        raise StateRefused(gettext_lazy("This connect is unknown here (or was cleaned up)."))
     if found.session_hash != session_hash(session) or found.user_id != user_id:
         raise StateRefused(
-            _(
+            gettext_lazy(
                 "This connect was started by someone else, or in another login session. Only "
                 "the person who pressed Connect can finish it, in the same browser."
             ),
             403,
         )
     if found.used_at is not None:
-        raise StateRefused(_("This connect was already finished; an answer counts once."))
+        raise StateRefused(
+            gettext_lazy("This connect was already finished; an answer counts once.")
+        )
     if found.expires_at <= timezone.now():
-        raise StateRefused(_("This connect was started more than 10 minutes ago."))
+        raise StateRefused(gettext_lazy("This connect was started more than 10 minutes ago."))
     if found.app.client_id != client_id:
-        raise StateRefused(_("This answer arrived at another app's address."))
+        raise StateRefused(gettext_lazy("This answer arrived at another app's address."))
     claimed = ConnectState.objects.filter(pk=found.pk, used_at=None).update(used_at=timezone.now())
     if not claimed:  # another request with the same state won the race
-        raise StateRefused(_("This connect was already finished; an answer counts once."))
+        raise StateRefused(
+            gettext_lazy("This connect was already finished; an answer counts once.")
+        )
     return found
 
 

@@ -144,7 +144,15 @@ def _event_refused(request: HttpRequest, err: install.EventRefused) -> HttpRespo
     return JsonResponse({"error": err.reason}, status=err.status)
 
 
+# Bitrix24's interface languages whose users read Russian best of the languages we have.
+RUSSIAN_READERS = {"ru", "ua", "by", "kz"}
+
+
 def _frame_language(request: HttpRequest) -> str:
-    """The portal names its interface language in the frame's query (LANG, §6.1)."""
-    wanted = (request.GET.get("LANG") or "").lower()
+    """The portal names its interface language in the frame's query (LANG, §6.1; some
+    portals post it with the form): ours if we have it, Russian for the portals whose users
+    read it, else the language the browser asked for."""
+    wanted = (request.GET.get("LANG") or request.POST.get("LANG") or "").strip().lower()
+    if wanted in RUSSIAN_READERS:
+        return "ru"
     return wanted if wanted in dict(settings.LANGUAGES) else translation.get_language()

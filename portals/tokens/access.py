@@ -123,7 +123,7 @@ def refresh_token(token: Token, kind: str, *, wait: bool) -> Token | None:
     TOKEN_REFRESH_WAIT). wait=False (background work): return None at once.
     """
     bind_token(token.reference)  # JSON log lines name the token
-    if pairs.replay_journal(token.pk):  # a pair this machine could not store earlier
+    if _replay_own_journal(token, kind):  # a pair this machine could not store earlier
         token = load(pk=token.pk)
     if kind == Kind.SCHEDULED and token.status == TokenStatus.CONFIG_ERROR:
         pass  # the sweep retries a configuration error: the setting may be fixed by now
@@ -148,6 +148,23 @@ def refresh_token(token: Token, kind: str, *, wait: bool) -> Token | None:
             return token
         if saw_busy and token.refresh_started_at is None:
             return _after_failed_peer(token)
+
+
+def _replay_own_journal(token: Token, kind: str) -> int:
+    """pairs.replay_journal for `token`; a journal this process cannot read (permissions, a
+    file where the folder should be) is a configuration error on the token, with an incident,
+    not a crash that records nothing: it may hold the token's only good pair."""
+    try:
+        return pairs.replay_journal(token.pk)
+    except OSError as err:
+        error = ConfigurationError(
+            f"The local journal {settings.TOKEN_JOURNAL_DIR} cannot be read "
+            f"({err.strerror or type(err).__name__}). Make VAR_DIR/journal a folder this "
+            "process may read and write; the token then recovers by itself.",
+            setting="VAR_DIR",
+        )
+        state.record_failure(token, kind, error, db_now(token), 0)
+        raise TokenConfigurationError(str(error), error.setting) from None
 
 
 @sensitive_variables()
@@ -182,7 +199,9 @@ _UNAVAILABLE: dict[str, str] = {
 
 
 def _setting_named(message: str) -> str:
-    return next((s for s in ("ENCRYPTION_KEYS", "BITRIX_AUTH_SERVERS") if s in message), "")
+    return next(
+        (s for s in ("ENCRYPTION_KEYS", "BITRIX_AUTH_SERVERS", "VAR_DIR") if s in message), ""
+    )
 
 
 def _still_good(token: Token) -> bool:

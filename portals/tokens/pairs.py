@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -26,6 +26,15 @@ log = logging.getLogger(__name__)
 Outcome = RefreshAttempt.Outcome
 # Connection-level failures: a fresh connection may succeed. Data errors are not retried.
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
+# SQLSTATE 25006 (read_only_sql_transaction): after a failover the address may reach a
+# read-only standby for a while; a fresh connection later reaches the new primary.
+READ_ONLY = "25006"
+
+
+def _is_connection_error(err: DatabaseError) -> bool:
+    if isinstance(err, CONNECTION_ERRORS):
+        return True
+    return getattr(err.__cause__, "sqlstate", None) == READ_ONLY
 
 
 @sensitive_variables()
@@ -72,7 +81,9 @@ def _store_durably(token: Token, grant: TokenGrant) -> tuple[state.StoredPair | 
     while True:
         try:
             return state.store_pair(token.pk, token.version, grant), retries
-        except CONNECTION_ERRORS as err:
+        except DatabaseError as err:
+            if not _is_connection_error(err):
+                raise
             retries += 1
             if time.monotonic() + delay > deadline:
                 log.error("token %s: new pair not stored after %d tries; it stays in the journal",
@@ -88,7 +99,9 @@ def _store_durably(token: Token, grant: TokenGrant) -> tuple[state.StoredPair | 
         delay = min(delay * 2, 5.0)
         try:
             state.keep_claim_alive(token)
-        except CONNECTION_ERRORS:
+        except DatabaseError as err:
+            if not _is_connection_error(err):
+                raise
             _reconnect()
 
 

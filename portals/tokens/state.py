@@ -314,6 +314,11 @@ def release_sweep_claim(token_id: int) -> None:
     Token.objects.filter(pk=token_id).exclude(claimed_until=None).update(claimed_until=None)
 
 
+def release_sweep_claims(token_ids: list[int]) -> None:
+    """Claims the sweep took but could not enqueue (the broker went away): free at once."""
+    Token.objects.filter(pk__in=token_ids).update(claimed_until=None)
+
+
 def claim_uninstall_check(token_id: int, every: timedelta) -> bool:
     """Make the token due now, so one refresh tells whether its app is still installed; at
     most once per `every` (a conditional UPDATE: of two callers at once, one wins)."""

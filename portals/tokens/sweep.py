@@ -44,15 +44,25 @@ def claim_due_tokens(now: datetime | None = None, limit: int | None = None) -> l
 
 
 def sweep(now: datetime | None = None) -> int:
-    """Claim due tokens and enqueue refresh tasks for them; returns how many tokens."""
+    """Claim due tokens and enqueue refresh tasks for them; returns how many tokens. Claims
+    whose task was not enqueued (the broker went away mid-sweep) are released at once, so the
+    next sweep enqueues them instead of skipping them until the claims expire."""
     ids = claim_due_tokens(now)
-    # One connection and producer for all of them, and several tokens per message: a
-    # catch-up enqueues thousands.
-    publish.send_many(
-        REFRESH_BATCH_TASK,
-        [(chunk,) for chunk in batches(ids, settings.REFRESH_BATCH_SIZE)],
-        expires=settings.REFRESH_TASK_EXPIRES,
-    )
+    sent = 0  # tokens whose message went out
+    try:
+        if ids:
+            # One bounded connection and producer for all of them, and several tokens per
+            # message: a catch-up enqueues thousands.
+            with publish.producer() as producer:
+                for chunk in batches(ids, settings.REFRESH_BATCH_SIZE):
+                    expires = settings.REFRESH_TASK_EXPIRES
+                    publish.send(REFRESH_BATCH_TASK, (chunk,), expires=expires, producer=producer)
+                    sent += len(chunk)
+    finally:
+        if sent < len(ids):
+            state.release_sweep_claims(ids[sent:])
+            log.warning("sweep: %d refresh(es) not enqueued; their claims are released",
+                        len(ids) - sent)  # fmt: skip
     if ids:
         log.info("sweep: enqueued %d token refresh(es)", len(ids))
     return len(ids)
@@ -98,11 +108,14 @@ def refresh_if_due(token_id: int, now: datetime | None = None) -> str:
 
 def _refresh_if_due(token_id: int, now: datetime | None) -> str:
     if now is None:  # the database's clock judges (a test may pass its own `now`)
-        pairs.replay_journal(token_id)  # a pair this machine could not store earlier, first
+        claimed = None
         try:
+            pairs.replay_journal(token_id)  # a pair this machine could not store earlier, first
             claimed = state.claim_scheduled(token_id)  # claim and read: one statement
+        except OSError:
+            pass  # an unreadable journal: refresh_token() below records it on the token
         except DecryptionError:
-            claimed = None  # load() below records it
+            pass  # load() below records it
         if claimed is not None:
             token, interrupted = claimed
             kind = RefreshAttempt.Kind.SCHEDULED

@@ -96,8 +96,8 @@ def test_viewers_see_keys_but_cannot_create_change_or_revoke_them(client, viewer
 
 
 def test_a_new_proxy_key_shows_its_ready_webhook_url(client, manager, token, settings):
-    page = client.post(ADD, add_form(token, scopes="proxy", methods="crm.lead.*"))
-    html = page.content.decode()
+    created = client.post(ADD, add_form(token, scopes="proxy", methods="crm.lead.*"))
+    html = client.get(created["Location"]).content.decode()
     api_key = ApiKey.objects.get()
     key = html.split('id="api-key"', 1)[1].split(">", 1)[1].split("<", 1)[0]
     assert f"{settings.SITE_URL}/rest/{token.pk}/{key}/" in html

@@ -3,15 +3,17 @@ reached over real HTTP through the production code path."""
 
 import json
 import logging
+import time
 
 import pytest
 
 from api import keys
 from api.models import ApiKey
 from core.error_reports import mask_urls
-from core.logging import redact
+from core.logging import RedactSecretsFilter, redact
 from portals.models import Portal, Token, TokenStatus
 from tests.conftest import connect
+from tests.processes import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -188,4 +190,63 @@ def test_the_key_in_the_path_is_redacted_from_logs_and_error_reports(
     assert key not in caplog.text
     line = f"GET {hook}user.current HTTP/1.1"
     assert key not in redact(line) and key not in mask_urls(f"Request URL: http://x{hook}user")
+    # What Django itself logs of a refused request passes the handlers' filter redacted.
+    record = logging.LogRecord(
+        "django.request", logging.WARNING, __file__, 1, "Bad Request: %s", (hook + "x!",), None
+    )
+    RedactSecretsFilter().filter(record)
+    assert key not in record.getMessage() and "/rest/" in record.getMessage()
     assert ApiKey.objects.get().last_used_at is not None
+
+
+def test_a_confirmed_rename_is_followed_and_stored(client, fake_bitrix, hook, portal_host):
+    new_host = fake_bitrix.extra_host()
+    fake_bitrix.rename_portal(portal_host, new_host)
+    response = client.post(
+        hook + "crm.lead.add", {"fields": {"TITLE": "Moved"}}, content_type="application/json"
+    )
+    assert response.status_code == 200
+    old, new = fake_bitrix.rest_calls
+    assert (old.host, old.status) == (portal_host, 302)
+    assert (new.host, new.auth_via, new.status) == (new_host, "auth", 200)
+    assert Token.objects.get().client_endpoint == f"http://{new_host}/rest/"
+
+
+def test_an_unconfirmed_redirect_is_refused_in_bitrix24s_shape(
+    client, fake_bitrix, hook, portal_host
+):
+    fake_bitrix.redirect_portal(portal_host, fake_bitrix.extra_host())
+    response = client.get(hook + "user.current")
+    assert response.status_code == 409 and body(response)["error"] == "portal_moved"
+    assert fake_bitrix.rest_count("user.current") == 1  # nothing sent to the other host
+
+
+def test_a_token_renewed_elsewhere_costs_one_refused_call_and_no_refresh(client, fake_bitrix, hook):
+    from portals.tokens import refresh
+
+    assert client.get(hook + "user.current").status_code == 200  # its credential now cached
+    refresh("token")  # elsewhere: strict rotation kills the access token the proxy holds
+    assert client.get(hook + "user.current").status_code == 200
+    assert fake_bitrix.count("refresh_token") == 1  # only the one above
+    assert fake_bitrix.rest_count("user.current", error="expired_token") <= 1
+
+
+def test_a_disabled_token_stops_within_a_second(client, hook):
+    assert client.get(hook + "user.current").status_code == 200
+    Token.objects.update(status=TokenStatus.DISABLED)
+    disabled_at = time.monotonic()
+    wait_until(lambda: client.get(hook + "user.current").status_code == 403, 5, "the 403")
+    assert time.monotonic() - disabled_at <= 1.5
+
+
+def test_a_batch_inside_a_batch_is_refused(client, fake_bitrix, hook):
+    cmd = {"a": "batch?cmd[x]=event.unbind"}
+    response = client.post(hook + "batch", {"cmd": cmd}, content_type="application/json")
+    assert response.status_code == 403 and fake_bitrix.rest_count("batch") == 0
+
+
+def test_other_http_methods_and_bodies_are_refused_in_bitrix24s_shape(client, hook):
+    put = client.put(hook + "user.current")
+    assert put.status_code == 405 and body(put)["error"] == "http_method_not_allowed"
+    multipart = client.post(hook + "user.current", {"file": "x"})  # the test client's default
+    assert multipart.status_code == 400 and body(multipart)["error"] == "invalid_request"

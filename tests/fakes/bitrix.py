@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 import json
+import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from .bitrix_apps import PortalApps
 from .bitrix_rest import PortalRest, php_decode
-from .bitrix_state import BitrixState, Body
+from .bitrix_state import SECURE_HOSTS, BitrixState, Body
 
 __all__ = ["FAULT_KINDS", "FakeBitrix"]
 
@@ -150,6 +151,23 @@ class FakeBitrix(PortalApps, PortalRest, BitrixState):
         thread.start()
         self._extra_servers.append((server, thread))
         return f"localhost:{server.server_address[1]}"
+
+    def secure_host(self, certfile: str, keyfile: str) -> str:
+        """Listen on one more port speaking https with the given certificate (tests/fakes/tls.py
+        makes a throw-away one) and return "localhost:PORT": a portal at that address is
+        called at https://localhost:PORT/rest/, as libraries that insist on https do."""
+        server = _Server((self.server_host.split(":")[0], 0), self)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certfile, keyfile)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        thread.start()
+        self._extra_servers.append((server, thread))
+        host = f"localhost:{server.server_address[1]}"
+        SECURE_HOSTS.add(host)
+        return host
 
     def __enter__(self) -> FakeBitrix:
         return self.start()

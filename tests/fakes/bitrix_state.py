@@ -420,10 +420,14 @@ class BitrixState:
         }
 
 
+# The fake's hosts that speak https (FakeBitrix.secure_host()); unique by port.
+SECURE_HOSTS: set[str] = set()
+
+
 def portal_rest_url(domain: str) -> str:
     """A portal's REST root; plain http for the fake's own hosts (localhost:PORT), which the
-    REST client then reaches like a real portal."""
-    local = domain.split(":")[0] in ("localhost", "127.0.0.1")
+    REST client then reaches like a real portal, unless that port speaks https."""
+    local = domain.split(":")[0] in ("localhost", "127.0.0.1") and domain not in SECURE_HOSTS
     return f"{'http' if local else 'https'}://{domain}/rest/"
 
 

@@ -1,6 +1,8 @@
 """Who may do what: every admin action and custom view checks a permission, for each role —
 a staff user with no permission, a viewer, an operator and a superuser."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Group, User
 from django.urls import reverse
@@ -8,6 +10,7 @@ from django.urls import reverse
 from core.roles import OPERATORS, VIEWERS
 from notifications.models import Channel
 from portals.models import Token, TokenStatus
+from tests import admin_world
 from tests.conftest import CLIENT_ID, CLIENT_SECRET
 
 pytestmark = pytest.mark.django_db
@@ -117,3 +120,16 @@ def test_the_token_page_is_read_only_for_viewers(as_role, token, role):
     client.post(url, {"reference": "renamed", "owner": "", "notes": ""})
     token.refresh_from_db()
     assert (token.reference == "renamed") is (role == "superuser")
+
+
+def test_a_viewer_sees_no_none_where_a_secret_input_would_be(token):
+    """A viewer's pages show the stored secrets' masked ends, never "None" for the write-only
+    inputs they cannot use."""
+    rows = admin_world.build(token)
+    viewer = admin_world.login("viewer")
+    for label in ("portals.appcredentials", "notifications.channel"):
+        app, model = label.split(".")
+        html = viewer.get(f"/admin/{app}/{model}/{rows[label].pk}/change/").content.decode()
+        readonly = re.findall(r'<div class="readonly">([^<]*)</div>', html)
+        assert "None" not in readonly, label
+        assert "••••" in html, label  # the stored secret's end is still shown

@@ -241,6 +241,7 @@ def all_admin_calls(world: World) -> list[Call]:
 # Public addresses: (route as the resolver spells it) → calls with their expectations.
 def public_calls(world: World) -> dict[str, list[Call]]:
     token_api = "/api/tokens/token/"
+    proxy = f"/rest/{world.rows['portals.token'].pk}/not-a-key/user.current.json"
     callback = f"/bitrix/{CLIENT_ID}/callback/"
     events = f"/bitrix/{CLIENT_ID}/events/"
     install = f"/bitrix/{CLIENT_ID}/install/"
@@ -256,6 +257,18 @@ def public_calls(world: World) -> dict[str, list[Call]]:
         "api/tokens/<str:reference>/": [
             Call("get", token_api, Expect(frozenset(), refused=401, anonymous=401)),
             Call("post", token_api, Expect(frozenset(), refused=405, anonymous=405), body={}),
+        ],
+        "api/tokens/": [
+            Call("get", "/api/tokens/?domain=x", Expect(frozenset(), refused=401, anonymous=401)),
+        ],
+        "api/tokens/<str:reference>/renew/": [
+            Call("post", f"{token_api}renew/", Expect(frozenset(), refused=401, anonymous=401)),
+            Call("get", f"{token_api}renew/", Expect(frozenset(), refused=405, anonymous=405)),
+        ],
+        # The REST proxy: the key is in the path; a staff session is no key.
+        "^rest/(?P<token_id>[0-9]{1,12})/(?P<key>[^/]{1,200})/(?P<method>[^/]{1,200})/?$": [
+            Call("get", proxy, Expect(frozenset(), refused=401, anonymous=401)),
+            Call("post", proxy, Expect(frozenset(), refused=401, anonymous=401), body={}),
         ],
         "api/^(?P<path>.*)$": [
             Call("get", "/api/nothing/", Expect(frozenset(), refused=404, anonymous=404))

@@ -41,3 +41,11 @@ def test_admins_without_an_smtp_server_is_a_warning(settings):
     assert found and "ADMINS is set but EMAIL_URL is not" in found[0].msg
     settings.EMAIL_URL = "smtp://127.0.0.1:25"
     assert "b24keeper.W003" not in ids(run_checks())
+
+
+def test_heard_within_must_exceed_the_hold(settings):
+    settings.NOTIFY_HOLD_SECONDS, settings.NOTIFY_HEARD_WITHIN = 30, 300
+    assert "b24keeper.E016" not in ids(run_checks())
+    settings.NOTIFY_HEARD_WITHIN = 30
+    found = [m for m in run_checks() if m.id == "b24keeper.E016"]
+    assert found and "NOTIFY_HEARD_WITHIN" in found[0].msg and "NOTIFY_HOLD_SECONDS" in found[0].msg

@@ -14,7 +14,14 @@ ADD_TASK = "admin:portals_token_connect"
     ("language", "words"),
     [
         ("en", ["Add task: connect a portal", "Where the code appears", "Show authorize URL"]),
-        ("ru", ["Add task: подключить портал", "Где взять code", "Показать ссылку авторизации"]),
+        (
+            "ru",
+            [
+                "Добавить заявку: подключить портал",
+                "Где взять код авторизации",
+                "Показать ссылку авторизации",
+            ],
+        ),
     ],
 )
 def test_the_connect_form_speaks_the_browsers_language(admin_client, language, words):
@@ -36,7 +43,7 @@ def test_errors_on_the_form_are_russian_too(admin_client, fake_bitrix):
     }
     html = admin_client.post(reverse(ADD_TASK), form, HTTP_ACCEPT_LANGUAGE="ru").content.decode()
     assert "— не адрес портала" in html
-    assert "Неизвестный scope: telepathy" in html
+    assert "Неизвестное разрешение (scope): telepathy" in html
 
 
 def test_language_code_is_the_default(admin_client, settings):
@@ -65,6 +72,6 @@ def test_our_pages_are_russian(admin_client, url, russian):
 
 def test_a_new_api_key_is_shown_in_russian(admin_client, token):
     form = {"name": "billing", "scopes": "token", "tokens": [token.pk], "rate_per_minute": 600}
-    page = admin_client.post("/admin/api/apikey/add/", form, HTTP_ACCEPT_LANGUAGE="ru")
+    page = admin_client.post("/admin/api/apikey/add/", form, HTTP_ACCEPT_LANGUAGE="ru", follow=True)
     html = page.content.decode()
     assert "API-ключ «billing» создан" in html and "Все API-ключи" in html

@@ -108,7 +108,9 @@ def test_an_upgrade_from_the_last_release_keeps_tokens_secrets_and_settings(fake
     sweep = PeriodicTask.objects.get(task="portals.tasks.sweep_due_tokens")
     assert sweep.interval is not None and sweep.interval.every == 120  # the edit is kept
     assert PeriodicTask.objects.filter(task="portals.tasks.check_event_bindings").exists()
-    assert keys.authenticate(f"Bearer {key}", "crm") is not None
+    checked = keys.authenticate(f"Bearer {key}")
+    assert checked is not None and checked.may_read("crm")
+    assert checked.scopes == {"token"}  # a key from before scopes keeps reading tokens
     assert ApiKey.objects.get().name == "billing"
 
 

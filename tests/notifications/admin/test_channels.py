@@ -1,6 +1,8 @@
 """The notifications admin: write-only credentials, destination checks, the test message, the
 state of a channel in words, and a constant number of queries per list."""
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -118,6 +120,17 @@ def test_send_test_message_shows_the_providers_answer(admin_client, fakes):
     assert channel.enabled and "bot was blocked" in channel.last_error  # a test disables nothing
 
 
+def test_a_test_messages_refusal_is_said_in_russian(admin_client, fakes):
+    channel = make_channel("telegram", language="ru")
+    admin_client.cookies["django_language"] = "ru"
+    fakes.telegram.fail_next("bot_blocked")
+    page = act(admin_client, "send_test_message", channel)
+    said = re.search(r'<ul class="messagelist">(.*?)</ul>', page, re.S).group(1)
+    assert "Ответ Telegram: «bot was blocked by the user» (403)." in said
+    assert "Попросите получателя разблокировать бота" in said and "Ask the" not in said
+    assert "тестовое сообщение" in fakes.telegram.requests[0].body["text"]  # the channel's
+
+
 def test_a_channel_disabled_by_an_error_shows_why_and_enable_clears_it(admin_client, broker_url):
     channel = make_channel(
         "twilio", enabled=False, disabled_reason="Twilio says: Authenticate (20003).",
@@ -127,7 +140,7 @@ def test_a_channel_disabled_by_an_error_shows_why_and_enable_clears_it(admin_cli
     assert "disabled by an error" in html and "Twilio says: Authenticate (20003)." in html
     change = reverse("admin:notifications_channel_change", args=[channel.pk])
     assert "Twilio says: Authenticate (20003)." in admin_client.get(change).content.decode()
-    assert "1 channel(s) enabled." in act(admin_client, "enable", channel)
+    assert "1 channel enabled." in act(admin_client, "enable", channel)
     channel.refresh_from_db()
     assert channel.enabled and channel.disabled_reason == "" and channel.disabled_at is None
 
@@ -200,3 +213,32 @@ def test_a_channel_whose_credentials_cannot_be_decrypted_still_opens(admin_clien
     assert page.status_code == 200
     assert "cannot be decrypted with any key in ENCRYPTION_KEYS" in page.content.decode()
     assert admin_client.get(reverse(CHANNELS)).status_code == 200
+
+
+def test_a_form_error_keeps_the_typed_secret_without_showing_it(admin_client):
+    response = admin_client.post(reverse(ADD), {**FORM, "name": ""})
+    html = response.content.decode()
+    assert "name" in form_errors(response) and tw.AUTH_TOKEN not in html
+    assert "Kept from your last attempt" in html
+    kept = re.search(r'name="twilio__auth_token__kept" value="([^"]+)"', html).group(1)
+    again = {**FORM, "twilio__auth_token": "", "twilio__auth_token__kept": kept}
+    assert admin_client.post(reverse(ADD), again).status_code == 302
+    assert Channel.objects.get().get_credentials()["auth_token"] == tw.AUTH_TOKEN
+    forged = {**again, "name": "other", "twilio__auth_token__kept": "gAAAA-not-ours"}
+    assert "twilio__auth_token" in form_errors(admin_client.post(reverse(ADD), forged))
+
+
+@pytest.mark.parametrize("typed", ["+1 555 010-0123", "001 (555) 010 01 23", "+1.555.010.0123"])
+def test_a_phone_number_with_spaces_is_stored_in_e164(admin_client, typed):
+    response = admin_client.post(reverse(ADD), {**FORM, "destination": typed})
+    assert response.status_code == 302, form_errors(response)
+    assert Channel.objects.get().destination == "+15550100123"
+
+
+def test_a_channel_speaks_the_language_chosen_for_it(admin_client, settings):
+    settings.NOTIFY_LANGUAGE = "ru"
+    assert admin_client.post(reverse(ADD), FORM).status_code == 302
+    assert Channel.objects.get().language == "ru"  # not chosen: NOTIFY_LANGUAGE
+    Channel.objects.all().delete()
+    assert admin_client.post(reverse(ADD), {**FORM, "language": "en"}).status_code == 302
+    assert Channel.objects.get().language == "en"

@@ -56,7 +56,7 @@ def test_an_alert_says_what_failed_since_when_who_answers_for_it_and_what_to_do(
     assert text.count("Re-connect the portal") == 1
     since = timezone.localtime(token.failing_since).strftime("%Y-%m-%d %H:%M")
     assert f"Failing since: {since} UTC (12 failed attempts)" in text
-    assert "What to do: Re-connect the portal: in b24keeper choose “Add task”" in text
+    assert "What to do: Re-connect the portal: press “Re-connect now” on the token's page" in text
     assert f"Token page: https://keeper.example.com/admin/portals/token/{token.pk}/change/" in text
 
 
@@ -222,3 +222,24 @@ def test_an_owner_name_in_any_script_reads_in_the_sms(token, first, last, shown)
     token.refresh_from_db()
     sms = text_of(incident_of(token)).sms_text
     assert shown in sms and "?" not in sms.split("Owner:")[1] and is_gsm7(sms)
+
+
+def test_each_channel_gets_alerts_in_its_own_language(token, settings):
+    from tests.notifications_helpers import make_channel
+
+    settings.NOTIFY_LANGUAGE = "en"
+    russian, english = make_channel("telegram", language="ru"), make_channel("twilio")
+    assert english.language == "en"  # a new channel: NOTIFY_LANGUAGE
+    incident = incident_of(
+        token, error_code="NOT_INSTALLED", message="Bitrix24 answered NOT_INSTALLED (App gone)."
+    )
+    ru = messages.single(Delivery(incident=incident, channel=russian, event=Event.OPENED))
+    en = messages.single(Delivery(incident=incident, channel=english, event=Event.OPENED))
+    assert ru.subject.startswith("Не удаётся обновить токен Битрикс24")
+    assert "Что случилось: NOT_INSTALLED — слова Битрикс24: «App gone»" in ru.text
+    assert "Что делать: Установите приложение на портал заново" in ru.text
+    assert "Install the application" not in ru.text
+    assert "What failed: NOT_INSTALLED — Bitrix24's words: “App gone”" in en.text
+    assert en.text.count("Install the application on the portal again") == 1
+    assert "b24keeper" in messages.test_message(russian).subject
+    assert "тестовое" in messages.test_message(russian).text.lower()

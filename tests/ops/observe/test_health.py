@@ -184,4 +184,4 @@ def test_an_open_incident_no_channel_covers_makes_it_degraded(fake_bitrix, broke
     lifecycle.open_incident(token, code="invalid_grant", message="dead", permanent=True)
     code, body = get(client, bearer=True)
     assert (code, body["status"]) == (200, "degraded") and "alerts" in failing(body)
-    assert "1 open incident(s) reach nobody" in body["checks"]["alerts"]["detail"]
+    assert "1 open incident(s) unheard" in body["checks"]["alerts"]["detail"]

@@ -39,7 +39,8 @@ def test_the_token_list_shows_status_expiry_failures_and_incidents(fake_bitrix, 
     html = admin_client.get(reverse(CHANGELIST)).content.decode()
     assert "Refresh failing (3×)" in html and "#fd7e14" in html
     assert "59 min" in html or "60 min" in html
-    assert "icon-yes.svg" in html  # the open incident
+    assert '<span class="incident-open">open</span>' in html  # a word, not a ✔ or ✖ icon
+    assert "icon-yes.svg" not in html and "icon-no.svg" not in html
     assert "Add task (connect a portal)" in html
     filtered = admin_client.get(reverse(CHANGELIST), {"status__exact": "active"})
     assert "acme.bitrix24.com" not in filtered.content.decode().split("result_list")[-1]

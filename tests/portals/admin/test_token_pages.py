@@ -99,7 +99,11 @@ def test_the_token_page_buttons_refresh_disable_and_enable(admin_client, token):
     done = admin_client.post(url, follow=True).content.decode()
     assert "Refreshed “token”." in done
     toggle = reverse("admin:portals_token_toggle", args=[token.pk])
-    assert "Disabled “token”" in admin_client.post(toggle, follow=True).content.decode()
+    asked = admin_client.post(toggle).content.decode()  # one click only asks
+    assert 'id="disable-warning"' in asked and "every program" in asked
+    assert Token.objects.get().status == TokenStatus.ACTIVE
+    confirmed = admin_client.post(toggle, {"_confirm": "1"}, follow=True).content.decode()
+    assert "Disabled “token”" in confirmed
     assert Token.objects.get().status == TokenStatus.DISABLED
     assert "Enabled “token”" in admin_client.post(toggle, follow=True).content.decode()
     assert Token.objects.get().status == TokenStatus.ACTIVE

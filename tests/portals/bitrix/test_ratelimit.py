@@ -182,3 +182,21 @@ def test_staff_set_a_portals_limit_in_the_admin(fake_bitrix, admin_client):
     assert (portal.rest_rate, portal.rest_burst) == (5, 250)  # Enterprise
     refused = admin_client.post(page, {**data, "rest_rate": "0", "rest_burst": "0"})
     assert "Enter at least 0.1 requests per second." in refused.content.decode()
+
+
+@pytest.mark.parametrize("redis_url", ["", BROKER_URL])
+def test_reserve_many_takes_buckets_in_order_and_stops_at_the_first_refused(
+    settings, db, key, redis_url
+):
+    """One round trip on Redis (the REST proxy: the key's limit and the portal's bucket);
+    the same answers on the database store."""
+    settings.REDIS_URL = redis_url
+    first, second = f"{key}:a", f"{key}:b"
+    both = [(first, 1.0, 2.0, 0.0), (second, 1.0, 1.0, 0.0)]
+    assert [t.granted for t in ratelimit.reserve_many(both)] == [True, True]
+    # The second bucket is full: refused; the first keeps the unit it gave.
+    assert [t.granted for t in ratelimit.reserve_many(both)] == [True, False]
+    # Now the first is full too: refused there, the second not even tried.
+    turns = ratelimit.reserve_many(both)
+    assert [t.granted for t in turns] == [False] and turns[0].wait > 0
+    ratelimit.close()

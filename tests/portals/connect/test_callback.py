@@ -1,6 +1,7 @@
 """Connecting through the OAuth redirect with a state: the Connect buttons, the fake portal's
 authorize page and the callback at /bitrix/<client_id>/callback/, and every refusal."""
 
+import logging
 from datetime import timedelta
 from html import unescape
 from urllib.parse import parse_qs, urlsplit
@@ -12,7 +13,15 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from portals.models import AppCredentials, ConnectState, PendingPair, Portal, Token, TokenStatus
+from portals.models import (
+    AppCredentials,
+    ConnectState,
+    PendingPair,
+    Portal,
+    RefreshAttempt,
+    Token,
+    TokenStatus,
+)
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, PORTAL
 
 pytestmark = pytest.mark.django_db
@@ -227,3 +236,22 @@ def test_a_cancelled_or_expired_pending_reconnect_stores_nothing(admin_client, a
     assert "no longer waiting" in admin_client.get(second["Location"]).content.decode()
     token.refresh_from_db()
     assert token.version == 1 and token.portal.member_id != "f" * 32
+
+
+def test_the_code_exchange_is_recorded_with_its_duration(admin_client, app, fake_bitrix):
+    query = start_new(admin_client, app)
+    fake_bitrix.latency = 0.05  # the token endpoint answers after 50 ms
+    callback(admin_client, authorize(fake_bitrix, query))
+    attempt = RefreshAttempt.objects.get(kind="code_exchange")
+    assert attempt.outcome == "success" and attempt.duration_ms >= 50
+
+
+def test_a_refusal_is_shown_in_russian_and_logged_in_english(
+    admin_client, app, fake_bitrix, caplog
+):
+    admin_client.cookies["django_language"] = "ru"
+    path = authorize(fake_bitrix, {"client_id": CLIENT_ID, "response_type": "code"})
+    with caplog.at_level(logging.WARNING, logger="portals.connect.callback"):
+        response = callback(admin_client, path)
+    assert "В ответе Битрикс24 нет state" in unescape(response.content.decode())
+    assert "carries no state" in caplog.text and "Битрикс24" not in caplog.text

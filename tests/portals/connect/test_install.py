@@ -196,3 +196,32 @@ def test_the_event_sender_speaks_http(live_server, sender, portal, transactional
     assert (status, body["result"]) == (200, "accepted")
     status, body = sender.post(f"{live_server.url}{EVENTS}", wrong_token(sender.update(portal)))
     assert (status, body) == (403, REFUSED)
+
+
+@pytest.mark.parametrize(
+    ("lang", "words", "html_lang"),
+    [
+        ("en", "b24keeper is installed.", "en"),
+        ("ru", "b24keeper установлен.", "ru"),
+        ("ua", "b24keeper установлен.", "ru"),  # a Ukrainian portal: Russian, not English
+    ],
+)
+def test_the_install_page_speaks_the_portals_language(
+    client, sender, portal, lang, words, html_lang
+):
+    query, form = sender.frame(portal)
+    response = post(client, f"{INSTALL}?DOMAIN={query['DOMAIN']}&LANG={lang}", form)
+    html = response.content.decode()
+    assert words in html and f'<html lang="{html_lang}">' in html
+
+
+def test_an_installed_tokens_page_shows_its_user_endpoint_and_that_no_one_owns_it(
+    client, sender, portal, admin_client
+):
+    query, form = sender.frame(portal)
+    post(client, f"{INSTALL}?DOMAIN={query['DOMAIN']}&LANG=en", form)
+    token = Token.objects.get()
+    assert token.user_id and token.client_endpoint  # filled from the install's app.info
+    html = admin_client.get(f"/admin/portals/token/{token.pk}/change/").content.decode()
+    assert token.client_endpoint in html
+    assert 'id="no-owner"' in html and "name no person" in html

@@ -55,5 +55,6 @@ def test_an_uninstall_of_a_token_connected_by_code_is_proved_by_a_refresh(
         "the worker's refresh to answer NOT_INSTALLED",
     )
     assert Token.objects.get(pk=token.pk).last_error_code == "NOT_INSTALLED"
-    assert Incident.objects.filter(token=token).count() == 1
+    # The incident commits a moment after the status (its deliveries with it).
+    wait_until(lambda: Incident.objects.filter(token=token).count() == 1, 30, "the incident")
     assert fake_bitrix.count("refresh_token") == 1

@@ -1,6 +1,7 @@
 """A pair Bitrix24 issued reaches the database through a database outage: the local journal,
 retries on a fresh connection, and replay at start and before the next refresh."""
 
+import logging
 from datetime import timedelta
 
 import psycopg
@@ -12,7 +13,8 @@ from notifications.models import Incident
 from portals.bitrix.errors import PermanentOAuthError
 from portals.bitrix.oauth import BitrixOAuthClient
 from portals.models import RefreshAttempt, Token, TokenStatus
-from portals.tokens import get_access_token, journal, refresh
+from portals.tokens import TokenConfigurationError, get_access_token, journal, refresh
+from portals.tokens.sweep import refresh_if_due
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, connect
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.processes import start_python
@@ -151,3 +153,84 @@ def test_journal_entries_are_encrypted(fake_bitrix):
     assert grant.refresh_token not in text and grant.access_token not in text
     assert entry.read().refresh_token == grant.refresh_token
     assert oct(entry.path.stat().st_mode & 0o777) == "0o600"
+
+
+def set_read_only(on: bool) -> None:
+    """What the address shows after a failover: a standby that refuses writes (25006)."""
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname="postgres", autocommit=True
+    ) as other:
+        value = (
+            "SET default_transaction_read_only = on"
+            if on
+            else "RESET default_transaction_read_only"
+        )
+        other.execute(f'ALTER DATABASE "{db["NAME"]}" {value}')
+
+
+class PrimaryBackOnRetry(logging.Handler):
+    """The new primary takes the address once the store has met the read-only standby."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "storing the new pair failed (InternalError)" in record.getMessage():
+            set_read_only(False)
+
+
+def test_a_read_only_standby_after_a_failover_is_retried_like_a_lost_connection(
+    fake_bitrix, settings
+):
+    token = connect(fake_bitrix)
+    settings.TOKEN_STORE_RETRY = 20
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+
+    def failover(params) -> None:
+        set_read_only(True)
+        terminate_backend(pid)
+
+    fake_bitrix.after_grant = failover
+    handler = PrimaryBackOnRetry()
+    logging.getLogger("portals.tokens.pairs").addHandler(handler)
+    try:
+        refresh("token")
+    finally:
+        logging.getLogger("portals.tokens.pairs").removeHandler(handler)
+        set_read_only(False)
+        connection.close()  # a session opened while read-only stays so: the next one is not
+    token.refresh_from_db()
+    assert token.status == TokenStatus.ACTIVE and token.version == 2
+    assert token.refresh_token == chain_head(fake_bitrix, token)
+    assert token.attempts.get(kind="manual").store_retries >= 2
+
+
+def test_an_unreadable_journal_is_a_configuration_error_with_an_incident(
+    fake_bitrix, settings, tmp_path
+):
+    token = connect(fake_bitrix)
+    where = tmp_path / "var-journal"
+    where.write_text("a file where the folder should be")
+    settings.TOKEN_JOURNAL_DIR = where
+
+    with pytest.raises(TokenConfigurationError, match="VAR_DIR/journal"):
+        refresh("token")
+
+    token.refresh_from_db()
+    assert token.status == TokenStatus.CONFIG_ERROR and "cannot be read" in token.last_error
+    assert Incident.objects.filter(token=token, resolved_at=None).exists()
+
+
+def test_a_scheduled_refresh_with_an_unreadable_journal_is_a_configuration_error(
+    fake_bitrix, settings, tmp_path
+):
+    token = connect(fake_bitrix)
+    Token.objects.filter(pk=token.pk).update(next_refresh_at=timezone.now() - timedelta(minutes=1))
+    where = tmp_path / "var-journal"
+    where.write_text("a file where the folder should be")
+    settings.TOKEN_JOURNAL_DIR = where
+
+    assert refresh_if_due(token.pk) == "failed"  # the sweep's task, not a crash
+
+    token.refresh_from_db()
+    assert token.status == TokenStatus.CONFIG_ERROR and "cannot be read" in token.last_error
+    assert Incident.objects.filter(token=token, resolved_at=None).exists()

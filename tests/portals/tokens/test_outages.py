@@ -10,9 +10,10 @@ from django.utils import timezone
 
 from notifications.models import Incident
 from portals.bitrix.errors import PermanentOAuthError
-from portals.models import Token, TokenStatus
+from portals.models import RefreshAttempt, Token, TokenStatus
 from portals.tokens import get_access_token
-from tests.conftest import CLIENT_ID, connect
+from tests.brokers import use_broker
+from tests.conftest import BROKER_URL, CLIENT_ID, connect
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.processes import start_python, wait_until
 
@@ -47,7 +48,7 @@ def test_a_pair_stored_after_another_machine_opened_an_incident_resolves_it(fake
             TOKEN_STORE_RETRY="60",
             VAR_DIR=str(tmp_path / "machine-a"),
         )
-        wait_until(lambda: refreshes(fake_bitrix) == 1, 30, "machine A's refresh")
+        wait_until(proxy.cut_event.is_set, 30, "machine A's refresh to cut its link")
         fake_bitrix.after_grant = None
 
         take_stale_claim(token)
@@ -121,3 +122,110 @@ def test_claims_leases_and_freshness_are_judged_on_the_database_clock(fake_bitri
     assert consumer.returncode == 0, err
     assert fake_bitrix.access_token_valid(out.strip())
     assert refreshes(fake_bitrix) == 2
+
+
+def redis_through(proxy: TcpProxy) -> str:
+    return f"redis://127.0.0.1:{proxy.port}/{BROKER_URL.rsplit('/', 1)[1]}"
+
+
+def redis_proxy() -> TcpProxy:
+    host, port = BROKER_URL.removeprefix("redis://").split("/")[0].split(":")
+    return TcpProxy(host, int(port))
+
+
+def test_a_silent_broker_does_not_hang_a_refresh_that_resolves_an_incident(
+    fake_bitrix, broker_url, tmp_path
+):
+    from notifications.incidents import lifecycle
+    from notifications.models import Delivery
+    from tests.notifications_helpers import make_channel
+
+    token = connect(fake_bitrix)
+    channel = make_channel("telegram", covers_all_tokens=True)
+    lifecycle.open_incident(token, code="http_503", message="m", permanent=False)
+    Delivery.objects.filter(channel=channel).update(status=Delivery.Status.SENT)  # it was told
+    Token.objects.filter(pk=token.pk).update(
+        status=TokenStatus.REFRESH_FAILING,
+        failure_count=1,
+        expires_at=timezone.now() + timedelta(seconds=60),
+    )
+    with redis_proxy() as proxy:
+        proxy.blackhole()  # accepts connections, never answers
+        consumer = start_python(
+            "import time\nfrom portals.tokens import get_access_token\n"
+            "began = time.monotonic()\nget_access_token('token')\n"
+            "print(f'took {time.monotonic() - began:.1f}', flush=True)\n",
+            CELERY_BROKER_URL=redis_through(proxy),
+            BROKER_TIMEOUT="1",
+        )
+        out, err = consumer.communicate(timeout=30)
+    assert consumer.returncode == 0, err
+    assert float(out.split()[-1]) < 1.0, out  # it never waited on the broker
+    assert "could not enqueue notifications.tasks.deliver: " in err  # the publisher's, bounded
+    assert not Incident.objects.filter(token=token, resolved_at=None).exists()
+    notice = Delivery.objects.get(event=Delivery.Event.RESOLVED)
+    assert notice.status == Delivery.Status.QUEUED  # its row waits for the sweep
+
+
+def test_claims_not_enqueued_are_released_and_the_next_sweep_takes_them(
+    fake_bitrix, broker_url, settings
+):
+    from portals.tokens.sweep import sweep
+
+    tokens = [
+        connect(fake_bitrix, reference=f"t{i}", portal=f"p{i}.bitrix24.com") for i in range(3)
+    ]
+    Token.objects.update(next_refresh_at=timezone.now() - timedelta(seconds=1))
+    settings.BROKER_TIMEOUT = 0.5
+    with redis_proxy() as proxy, use_broker(redis_through(proxy)):
+        proxy.blackhole()
+        with pytest.raises(Exception):  # whatever kombu raises on a timeout
+            sweep()
+    assert not Token.objects.exclude(claimed_until=None).exists()
+    assert sweep() == len(tokens)  # the real broker: all of them, at once
+
+
+def test_a_living_process_applies_its_journal_once_the_database_is_back(fake_bitrix, tmp_path):
+    token = connect(fake_bitrix)
+    db = connection.settings_dict
+    with TcpProxy(db["HOST"], int(db["PORT"])) as proxy:
+        fake_bitrix.after_grant = lambda params: proxy.cut()
+        # Machine A: its refresh gives up storing (PairNotStored), and the process lives on.
+        machine_a = start_python(
+            "import threading\nfrom portals.tokens import refresh, PairNotStored\n"
+            "from portals.tokens import replayer\nreplayer.start()\n"
+            "try:\n    refresh('token')\nexcept PairNotStored:\n    print('kept', flush=True)\n"
+            "threading.Event().wait()  # lives on\n",
+            DATABASE_URL=through(proxy),
+            TOKEN_STORE_RETRY="1",
+            TOKEN_JOURNAL_RETRY="0.2",
+            VAR_DIR=str(tmp_path / "machine-a"),
+        )
+        try:
+            wait_until(proxy.cut_event.is_set, 30, "machine A's refresh to cut its link")
+            fake_bitrix.after_grant = None
+            said: list[str] = []
+            threading.Thread(target=lambda: said.append(machine_a.stdout.readline())).start()
+            wait_until(lambda: said, 30, "machine A to give up storing (PairNotStored)")
+            assert said == ["kept\n"]
+            assert list((tmp_path / "machine-a" / "journal").glob("*.pair"))
+
+            take_stale_claim(token)  # machine B: invalid_grant, needs re-authorization
+            with pytest.raises(PermanentOAuthError, match="invalid_grant"):
+                get_access_token("token")
+            assert Token.objects.get(pk=token.pk).status == TokenStatus.NEEDS_REAUTH
+
+            proxy.heal()  # the database is back for A; nobody restarts it
+            restored = token.attempts.filter(outcome=RefreshAttempt.Outcome.RESTORED)
+            wait_until(restored.exists, 30, "A's journal loop to store the pair")
+        finally:
+            machine_a.kill()
+            _out, err = machine_a.communicate(timeout=30)
+    assert "journal loop" in err  # it met the outage, then stored the pair
+    token.refresh_from_db()
+    assert token.status == TokenStatus.ACTIVE
+    assert token.refresh_token == fake_bitrix.current_refresh_token(
+        token.portal.member_id, CLIENT_ID
+    )
+    assert not Incident.objects.filter(token=token, resolved_at=None).exists()
+    assert not list((tmp_path / "machine-a" / "journal").glob("*.pair"))

@@ -1,0 +1,77 @@
+"""The journal loop: a living process retries its machine's journal in the background, so a
+pair the database could not take (an outage longer than TOKEN_STORE_RETRY) is applied as soon
+as the database is back, without waiting for a restart or for this machine to refresh that
+token again. Each entry is retried until it is stored or proved stale (the version fence,
+portals.tokens.pairs.restore_pair); a needs-re-authorization status another machine set
+meanwhile yields to the stored pair, as a replay at start does.
+
+One loop per machine: every process (web after fork, from config/wsgi.py; workers at
+worker_ready, from config/celery.py) starts a thread, and only the thread holding the lock on
+VAR_DIR/journal (`.loop.lock`, flock) replays; if its process ends, another takes over.
+
+Who may call: config (process start) only, through `start()`.
+"""
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+import time
+from typing import IO
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+from portals.tokens import journal
+from portals.tokens.pairs import replay_journal
+
+log = logging.getLogger(__name__)
+LOCK_NAME = ".loop.lock"
+_started = {"pid": 0}
+_guard = threading.Lock()
+
+
+def start() -> None:
+    """Start this process's journal thread (once per process; again in a forked child)."""
+    with _guard:
+        if _started["pid"] == os.getpid():
+            return
+        _started["pid"] = os.getpid()
+    threading.Thread(target=_run, name="b24k-journal", daemon=True).start()
+
+
+def _run() -> None:
+    held: IO[str] | None = None
+    while True:
+        try:
+            held = held or _take_lock()
+            if held is not None:
+                replay_pending()
+        except Exception as err:  # the database is away, a disk error: the next round retries
+            log.warning("journal loop: %s; retried in %g s", type(err).__name__,
+                        settings.TOKEN_JOURNAL_RETRY)  # fmt: skip
+            with contextlib.suppress(DatabaseError):
+                connection.close()
+        time.sleep(settings.TOKEN_JOURNAL_RETRY)
+
+
+def replay_pending() -> int:
+    """One round: store (or discard as stale) what the journal holds; how many were stored."""
+    if not any(True for _ in journal.entries()):
+        return 0
+    restored = replay_journal()
+    if restored:
+        log.warning("journal loop: restored %d token pair(s) from the local journal", restored)
+    return restored
+
+
+def _take_lock() -> IO[str] | None:
+    """The machine's loop lock, or None while another process holds it."""
+    handle = open(journal.folder() / LOCK_NAME, "a")  # noqa: SIM115  held while we live
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
