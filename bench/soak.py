@@ -2,7 +2,7 @@
 the worker is SIGKILLed at random and a consumer calls get_access_token() throughout.
 
     .venv/bin/python bench/soak.py [--tokens 40] [--minutes 5] [--kill-min 5] [--kill-max 20]
-                                   [--latency 0.3] [--keep]
+                                   [--latency 0.3] [--keep] [--faults]
 
 Prints what a trust review asks: refreshes, kills, refresh-token reuse (invalid_grant at the
 fake), journal restores, tokens *silently broken* (active in the database but dead at Bitrix:
@@ -10,6 +10,11 @@ must be 0) and tokens *lost* (needs re-authorization: a kill landed between Bitr
 and the journal write), and what the consumer saw. Exits non-zero if anything is silently
 broken. Tokens are made due directly (several times a minute each), not through the policy
 fields.
+
+--faults (bench/_faults.py): besides the kills, the worker's and beat's links to PostgreSQL and
+the broker are cut or black-holed at random for random spans; alerts go to a fake Telegram.
+The verdict adds double refreshes (two refreshes of one chain at once), lost tokens nobody
+heard of, and incidents left open on active tokens; each must be 0.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import _faults
 from _setup import ROOT, bench_env, finish, flush_redis, print_table, seed_live_tokens, setup_django
 
 from tests.fakes.bitrix import FakeBitrix
+from tests.fakes.provider_telegram import FakeTelegram
 
 CELERY = str(Path(sys.executable).parent / "celery")
 
@@ -160,6 +167,10 @@ def main() -> int:
     parser.add_argument("--kill-max", type=float, default=20)
     parser.add_argument("--latency", type=float, default=0.3, help="the fake's, in seconds")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--faults", action="store_true", help="cut links at random too")
+    parser.add_argument("--fault-min", type=float, default=5)
+    parser.add_argument("--fault-max", type=float, default=20)
+    parser.add_argument("--fault-span", type=float, default=15, help="longest outage, seconds")
     args = parser.parse_args()
 
     fake = FakeBitrix().start()
@@ -170,21 +181,35 @@ def main() -> int:
         fake.base_url, VAR_DIR=str(var_dir), TOKEN_REFRESH_LEASE="10", LOG_LEVEL="INFO",
         REFRESH_BACKOFF_BASE_SECONDS="1", REFRESH_BACKOFF_MAX_SECONDS="5",
     )  # fmt: skip
+    telegram = links = None
+    if args.faults:
+        telegram = FakeTelegram().start()
+        env.update(TELEGRAM_API_URL=telegram.base_url, NOTIFY_HOLD_SECONDS="1",
+                   TOKEN_JOURNAL_RETRY="2", BROKER_TIMEOUT="3")  # fmt: skip
     setup_django(env)
     flush_redis()
     ids = seed_live_tokens(fake, args.tokens, prefix="soak")
     references = [f"soak{i}" for i in range(args.tokens)]
     sweep_every_second()
+    remote_env = env
+    if args.faults:
+        _faults.add_channel()
+        links = _faults.Links(env["DATABASE_URL"], env["CELERY_BROKER_URL"])
+        remote_env = {**env, "DATABASE_URL": links.database_url,
+                      "CELERY_BROKER_URL": links.broker_url}  # fmt: skip
 
     stop, kills, seen = threading.Event(), [], Counter()
-    worker = Worker(env, var_dir)
+    worker = Worker(remote_env, var_dir)
     worker.start()
-    beat = start_beat(env, var_dir)
+    beat = start_beat(remote_env, var_dir)
     threads = [
         threading.Thread(target=make_due, args=(ids, stop, 0.1)),
         threading.Thread(target=consume, args=(references, stop, seen)),
         threading.Thread(target=killer, args=(worker, stop, args.kill_min, args.kill_max, kills)),
     ]
+    if links is not None:
+        chaos = (stop, args.fault_min, args.fault_max, args.fault_span)
+        threads.append(threading.Thread(target=links.chaos, args=chaos))
     for thread in threads:
         thread.start()
     print(f"soaking {args.tokens} tokens for {args.minutes} min; logs in {var_dir}")
@@ -192,17 +217,33 @@ def main() -> int:
     stop.set()
     for thread in threads:
         thread.join(60)
+    if links is not None:
+        links.heal()
     settle(fake, 60)
+    figures = {"worker kills (SIGKILL, whole pool)": len(kills), **verdict(fake)}
+    if links is not None:
+        figures.update(sorted(links.faults.items()))
+        figures["double refresh (max concurrent refreshes of one chain)"] = (
+            fake.max_concurrent_refreshes
+        )
+        figures.update(_faults.heard_verdict(settle_seconds=90))
     worker.stop()
     beat.terminate()
     beat.wait(30)
 
-    figures = {"worker kills (SIGKILL, whole pool)": len(kills), **verdict(fake)}
     print_table(figures.items(), "soak")
     print_table(sorted(seen.items()), "what the consumer saw (get_access_token calls)")
     fake.stop()
+    if telegram is not None and links is not None:
+        telegram.stop()
+        links.close()
     finish(args.keep)
-    return 1 if figures["tokens silently broken (must be 0)"] else 0
+    failed = figures["tokens silently broken (must be 0)"] or any(
+        figures.get(name, 0)
+        for name in ("lost tokens nobody heard of (must be 0)",
+                     "incidents open on active tokens (must be 0)")
+    ) or figures.get("double refresh (max concurrent refreshes of one chain)", 1) > 1  # fmt: skip
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

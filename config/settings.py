@@ -209,6 +209,9 @@ BITRIX_BIND_EVENTS = env.bool("BITRIX_BIND_EVENTS", default=True)
 BITRIX_DEFAULT_ZONE = env.str("BITRIX_DEFAULT_ZONE", default="bitrix24.ru")
 BITRIX_CONNECT_TIMEOUT = env.float("BITRIX_CONNECT_TIMEOUT", default=5.0)
 BITRIX_READ_TIMEOUT = env.float("BITRIX_READ_TIMEOUT", default=15.0)
+# The most one call to the authorization server may take in all (a slowly dripping answer
+# passes every per-read timeout); shorter than TOKEN_REFRESH_LEASE (a system check says so).
+BITRIX_OAUTH_DEADLINE = env.float("BITRIX_OAUTH_DEADLINE", default=30.0)
 # Keep-alive connections kept per host: at least the worker's concurrency (threads pool).
 BITRIX_HTTP_POOL_SIZE = env.int("BITRIX_HTTP_POOL_SIZE", default=32)
 # How long a caller of get_access_token() waits for another process's refresh to finish.

@@ -18,6 +18,7 @@ from django_celery_beat.models import PeriodicTask
 
 from core.display import ago
 from dashboard import chart
+from notifications.delivery import refusals
 from notifications.incidents.coverage import uncovered_incidents
 from notifications.models import Delivery, Incident
 from portals.beat import SWEEP_TASK
@@ -92,8 +93,11 @@ def _deliveries() -> dict[str, Any]:
     listed = failed.select_related("channel", "incident__token__portal").defer(
         "channel__credentials", *(f"incident__token__{name}" for name in SECRETS)
     )
+    shown = list(listed.order_by("-updated_at")[:LISTED])
+    for delivery in shown:  # the provider's refusal, said in the reader's language
+        delivery.error = refusals.stored_text(delivery.error)
     return {
-        "failed_deliveries": list(listed.order_by("-updated_at")[:LISTED]),
+        "failed_deliveries": shown,
         "failed_count": failed.count(),
     }
 

@@ -17,6 +17,23 @@ from portals.bitrix import authservers
 def register_checks() -> None:
     for check in (check_encryption_keys, check_stored_secrets, check_auth_servers, check_oauth_url):
         register(check)
+    register(check_oauth_deadline)
+
+
+def check_oauth_deadline(**kwargs: Any) -> list[CheckMessage]:
+    """A call to the authorization server must end before its refresh claim looks dead, or
+    another process takes the claim over while the answer still drips in."""
+    if settings.BITRIX_OAUTH_DEADLINE < settings.TOKEN_REFRESH_LEASE:
+        return []
+    return [
+        Error(
+            f"BITRIX_OAUTH_DEADLINE ({settings.BITRIX_OAUTH_DEADLINE:g} s) must be shorter than "
+            f"TOKEN_REFRESH_LEASE ({settings.TOKEN_REFRESH_LEASE} s): a slow answer would "
+            "outlive the refresh claim and another process would refresh the same token.",
+            hint="Lower BITRIX_OAUTH_DEADLINE (default 30) or raise TOKEN_REFRESH_LEASE.",
+            id="b24keeper.E017",
+        )
+    ]
 
 
 def check_encryption_keys(**kwargs: Any) -> list[CheckMessage]:

@@ -26,7 +26,7 @@ from notifications.admin.display import (
 )
 from notifications.admin.forms import ChannelForm, credential_input
 from notifications.backends import BACKENDS, ConfigurationError
-from notifications.delivery import dispatch, sending
+from notifications.delivery import dispatch, refusals, sending
 from notifications.models import Channel
 
 # The channel form's inputs that carry a secret credential: hidden on error pages.
@@ -129,11 +129,13 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
     def state(self, obj: Channel) -> str:
         if obj.enabled and obj.failing_since:
             since = when(obj.failing_since)
-            return badge(ORANGE, _("failing since %(when)s") % {"when": since}, obj.last_error)
+            why = refusals.stored_text(obj.last_error)
+            return badge(ORANGE, _("failing since %(when)s") % {"when": since}, why)
         if obj.enabled:
             return badge(GREEN, _("enabled"))
         if obj.disabled_reason:
-            return badge(RED, _("disabled by an error"), obj.disabled_reason)
+            why = refusals.stored_text(obj.disabled_reason)
+            return badge(RED, _("disabled by an error"), why)
         return badge(GREY, _("disabled"))
 
     @admin.display(description=gettext_lazy("covers"))
@@ -150,7 +152,7 @@ class ChannelAdmin(WarnsUncovered, ChannelViewsMixin, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("last error"))
     def last_error_short(self, obj: Channel) -> str:
-        return short(obj.disabled_reason or obj.last_error) or EMPTY
+        return short(refusals.stored_text(obj.disabled_reason or obj.last_error)) or EMPTY
 
     @admin.display(description=gettext_lazy("stored credentials"))
     def stored_credentials(self, obj: Channel) -> str:

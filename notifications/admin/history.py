@@ -23,7 +23,7 @@ from notifications.admin.display import (
     short,
     stacked_when,
 )
-from notifications.delivery import messages
+from notifications.delivery import messages, refusals
 from notifications.incidents import coverage
 from notifications.models import Delivery, Incident
 
@@ -128,7 +128,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
 
     @admin.display(description=gettext_lazy("error"))
     def error_short(self, obj: Delivery) -> str:
-        return short(obj.error, 60) or EMPTY
+        return short(refusals.stored_text(obj.error), 60) or EMPTY
 
 
 class DeliveryInline(admin.TabularInline):

@@ -9,6 +9,12 @@ from django.utils.translation import gettext as _
 
 from notifications.backends.errors import DeliveryError
 
+# How DeliveryError.__str__ writes a provider's refusal (stored in English): the provider, its
+# words, the code, then the advice.
+STORED = re.compile(
+    r"^(?P<provider>[\w ]+?) says: (?P<what>.*) \((?P<code>[^()]*)\)\.(?: (?P<advice>.*))?$", re.S
+)
+
 
 def advice_text(advice: str) -> str:
     """A provider rule's advice in the active language: the whole, or sentence by sentence
@@ -41,3 +47,14 @@ def delivery_error_text(err: DeliveryError, english: str) -> str:
             _("Retry in no less than %(seconds)s s.") % {"seconds": f"{err.retry_after:g}"}
         )
     return " ".join(parts)
+
+
+def stored_text(text: str) -> str:
+    """A refusal stored in English (a delivery's or a channel's last error) in the active
+    language; a text of another shape is shown as it is."""
+    found = STORED.match(text or "")
+    if found is None or (get_language() or "en").startswith("en"):
+        return text
+    names = {"provider": found["provider"], "what": found["what"], "code": found["code"]}
+    head = _("%(provider)s says: “%(what)s” (%(code)s).") % names
+    return f"{head} {advice_text(found['advice'])}" if found["advice"] else head

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import requests
+import urllib3
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
@@ -150,11 +151,15 @@ class BitrixOAuthClient:
 
     @sensitive_variables()
     def _post(self, url: str, form: dict[str, str]) -> requests.Response:
+        # requests' timeout bounds each read, not the answer: one that drips a byte at a time
+        # could outlive the refresh lease. BITRIX_OAUTH_DEADLINE bounds the whole call.
+        deadline = time.monotonic() + settings.BITRIX_OAUTH_DEADLINE
         try:
             # Never follow a redirect: a 307 would re-send the secret to wherever it points.
             response = self.session.post(
-                url, data=form, timeout=self.timeout, allow_redirects=False
+                url, data=form, timeout=self.timeout, allow_redirects=False, stream=True
             )
+            _read_until(response, deadline)
         except requests.Timeout:
             raise own("timeout", "The authorization server did not answer in time.") from None
         except requests.RequestException as err:
@@ -190,6 +195,23 @@ class BitrixOAuthClient:
                 response.status_code,
             )
         return _grant_from_body(body, response.status_code)
+
+
+def _read_until(response: requests.Response, deadline: float) -> None:
+    """Read the body (small: a token answer) as it arrives, giving up at `deadline`."""
+    body = bytearray()
+    with response:
+        try:
+            # read1: whatever one read returns (read(n) would wait to fill n bytes).
+            while piece := response.raw.read1(65536, decode_content=True):
+                body += piece
+                if time.monotonic() > deadline:
+                    raise requests.Timeout("the answer took longer than BITRIX_OAUTH_DEADLINE")
+        except urllib3.exceptions.ReadTimeoutError as err:
+            raise requests.Timeout(type(err).__name__) from None
+        except urllib3.exceptions.HTTPError as err:  # cut off mid-answer
+            raise requests.ConnectionError(type(err).__name__) from None
+    response._content = bytes(body)
 
 
 def _json_or_none(response: requests.Response) -> Any:

@@ -6,6 +6,7 @@ what a journal still holds, at process start and before this machine refreshes a
 
 import contextlib
 import logging
+import socket
 import time
 from datetime import datetime
 
@@ -44,7 +45,7 @@ def store_refreshed(
     """Store the pair Bitrix24 just issued for `token` (claimed at `token.version`, loaded
     with its portal and app)."""
     entry = _journal(token, grant)
-    stored, retries = _store_durably(token, grant)
+    stored, retries = _store_durably(token, grant, journaled=entry is not None)
     replayed = stored is None and entry is not None and not entry.exists()
     if entry is not None:
         entry.remove()
@@ -72,10 +73,13 @@ def _journal(token: Token, grant: TokenGrant) -> journal.Entry | None:
 
 
 @sensitive_variables()
-def _store_durably(token: Token, grant: TokenGrant) -> tuple[state.StoredPair | None, int]:
+def _store_durably(
+    token: Token, grant: TokenGrant, *, journaled: bool
+) -> tuple[state.StoredPair | None, int]:
     """state.store_pair, retried on a fresh connection with backoff for up to TOKEN_STORE_RETRY
     seconds; returns (the stored row or None, retries). PairNotStored when the database stays
-    away."""
+    away: the pair then waits in the journal or, when the journal could not be written, in
+    memory (`_HELD`), and the journal loop (portals.tokens.replayer) retries it either way."""
     deadline = time.monotonic() + settings.TOKEN_STORE_RETRY
     delay, retries = 0.2, 0
     while True:
@@ -86,12 +90,7 @@ def _store_durably(token: Token, grant: TokenGrant) -> tuple[state.StoredPair | 
                 raise
             retries += 1
             if time.monotonic() + delay > deadline:
-                log.error("token %s: new pair not stored after %d tries; it stays in the journal",
-                          token, retries)  # fmt: skip
-                raise PairNotStored(
-                    f"The database was unreachable while storing token “{token}”'s new pair; "
-                    "it is kept in the local journal and stored once the database is back."
-                ) from None
+                raise _not_stored(token, grant, retries, journaled) from None
             log.warning("token %s: storing the new pair failed (%s); retry %d in %.1f s",
                         token, type(err).__name__, retries, delay)  # fmt: skip
         _reconnect()
@@ -103,6 +102,49 @@ def _store_durably(token: Token, grant: TokenGrant) -> tuple[state.StoredPair | 
             if not _is_connection_error(err):
                 raise
             _reconnect()
+
+
+def _not_stored(token: Token, grant: TokenGrant, tries: int, journaled: bool) -> PairNotStored:
+    if journaled:
+        log.error("token %s: new pair not stored after %d tries; it stays in the journal",
+                  token, tries)  # fmt: skip
+        return PairNotStored(
+            f"The database was unreachable while storing token “{token}”'s new pair; "
+            "it is kept in the local journal and stored once the database is back."
+        )
+    _HELD[(token.pk, token.version)] = grant
+    host = socket.gethostname()
+    log.error("token %s: new pair not stored after %d tries and the journal could not be "
+              "written: it waits in memory on %s, retried in the background; it is lost if "
+              "this process stops", token, tries, host)  # fmt: skip
+    return PairNotStored(
+        f"The database was unreachable while storing token “{token}”'s new pair, and the local "
+        f"journal could not be written: the pair waits in this process's memory on {host} and "
+        "is retried in the background until the database takes it. Do not stop this process "
+        "before then (free the disk under VAR_DIR meanwhile)."
+    )
+
+
+# Pairs that neither the database nor the journal took: (token id, from version) -> pair. Only
+# this process has them; the journal loop retries them with the journal's entries.
+_HELD: dict[tuple[int, int], TokenGrant] = {}
+
+
+def held_in_memory() -> int:
+    """How many pairs wait in this process's memory (neither stored nor journaled)."""
+    return len(_HELD)
+
+
+@sensitive_variables()
+def retry_held() -> int:
+    """Store (or drop as stale) the pairs held in memory; returns how many were stored. A
+    database still away raises, and they stay held."""
+    stored = 0
+    for (token_id, from_version), grant in list(_HELD.items()):
+        if restore_pair(token_id, from_version, grant):
+            stored += 1
+        del _HELD[(token_id, from_version)]
+    return stored
 
 
 def _reconnect() -> None:

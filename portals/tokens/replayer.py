@@ -3,7 +3,9 @@ pair the database could not take (an outage longer than TOKEN_STORE_RETRY) is ap
 as the database is back, without waiting for a restart or for this machine to refresh that
 token again. Each entry is retried until it is stored or proved stale (the version fence,
 portals.tokens.pairs.restore_pair); a needs-re-authorization status another machine set
-meanwhile yields to the stored pair, as a replay at start does.
+meanwhile yields to the stored pair, as a replay at start does. Pairs whose journal entry
+could not be written (a full disk) wait in the refreshing process's memory
+(portals.tokens.pairs.retry_held), and each process's own thread retries those.
 
 One loop per machine: every process (web after fork, from config/wsgi.py; workers at
 worker_ready, from config/celery.py) starts a thread, and only the thread holding the lock on
@@ -23,8 +25,7 @@ from typing import IO
 from django.conf import settings
 from django.db import DatabaseError, connection
 
-from portals.tokens import journal
-from portals.tokens.pairs import replay_journal
+from portals.tokens import journal, pairs
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".loop.lock"
@@ -42,12 +43,11 @@ def start() -> None:
 
 
 def _run() -> None:
-    held: IO[str] | None = None
+    lock: IO[str] | None = None
     while True:
         try:
-            held = held or _take_lock()
-            if held is not None:
-                replay_pending()
+            lock = lock or _take_lock()
+            replay_pending(journal_too=lock is not None)
         except Exception as err:  # the database is away, a disk error: the next round retries
             log.warning("journal loop: %s; retried in %g s", type(err).__name__,
                         settings.TOKEN_JOURNAL_RETRY)  # fmt: skip
@@ -56,13 +56,15 @@ def _run() -> None:
         time.sleep(settings.TOKEN_JOURNAL_RETRY)
 
 
-def replay_pending() -> int:
-    """One round: store (or discard as stale) what the journal holds; how many were stored."""
-    if not any(True for _ in journal.entries()):
-        return 0
-    restored = replay_journal()
+def replay_pending(*, journal_too: bool = True) -> int:
+    """One round: the pairs held in this process's memory (their journal entry could not be
+    written), then, for the lock holder, what the machine's journal holds; each is stored or
+    discarded as stale. Returns how many were stored."""
+    restored = pairs.retry_held() if pairs.held_in_memory() else 0
+    if journal_too and any(True for _ in journal.entries()):
+        restored += pairs.replay_journal()
     if restored:
-        log.warning("journal loop: restored %d token pair(s) from the local journal", restored)
+        log.warning("journal loop: restored %d token pair(s)", restored)
     return restored
 
 

@@ -42,6 +42,7 @@ FAULT_KINDS = (
     "drop_response",
     "hang_after_processing",
     "unknown_error",
+    "drip",
 )
 
 _HTML_PAGE = "<!DOCTYPE html><html><head><title>{title}</title></head><body>{body}</body></html>"
@@ -57,6 +58,7 @@ class _Response:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    drip: float = 0.0  # seconds between two bytes of the body ("drip": every read is quick)
 
 
 def _json(status: int, body: Body) -> _Response:
@@ -107,6 +109,8 @@ class FakeBitrix(PortalApps, PortalRest, BitrixState):
         # (Bitrix has rotated) and before the answer is sent: lets a test break the client's
         # database connection, or act as staff, while the pair is on its way.
         self.after_grant: Callable[[dict[str, str]], None] | None = None
+        # The "drip" fault: a real answer, its body sent one byte per this many seconds.
+        self.drip_interval = 0.5
         self._stopping = threading.Event()
         self._server = _Server((host, port), self)
         bound_host, bound_port = self._server.server_address[:2]
@@ -209,7 +213,7 @@ class FakeBitrix(PortalApps, PortalRest, BitrixState):
         return (
             entry["status"] == 200
             and entry["error"] is None
-            and entry["fault"] in (None, "drop_response", "hang_after_processing")
+            and entry["fault"] in (None, "drop_response", "hang_after_processing", "drip")
         )
 
     def reset_observations(self) -> None:
@@ -310,6 +314,8 @@ class FakeBitrix(PortalApps, PortalRest, BitrixState):
                 key = None
                 self._stopping.wait(self.timeout_sleep)
                 return None
+            if kind == "drip":
+                response.drip = self.drip_interval
             return None if kind == "drop_response" else response
         finally:
             # Before the response is written, so a sequential client never overlaps itself.
@@ -382,7 +388,14 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in response.headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(response.body)
+        if not response.drip:
+            self.wfile.write(response.body)
+            return
+        for i in range(len(response.body)):
+            if self.server.fake._stopping.wait(response.drip):
+                return
+            self.wfile.write(response.body[i : i + 1])
+            self.wfile.flush()
 
     def _read_params(self, query: str) -> dict[str, str]:
         """Query first, then the body: a key in both keeps its query value (§2)."""

@@ -13,6 +13,7 @@ from notifications.incidents import lifecycle
 from notifications.models import Delivery
 from tests.conftest import BROKER_URL
 from tests.notifications_helpers import PROVIDERS, fake_for, make_channel, make_tokens, secrets
+from tests.processes import wait_until
 
 # Fixtures: fakes, notify, owner, workers.
 pytest_plugins = ["tests.notifications_fixtures"]
@@ -39,6 +40,8 @@ def test_task_messages_in_the_broker_carry_only_the_delivery_id(
     for kind in PROVIDERS:
         make_channel(kind)
     open_incident(token, django_capture_on_commit_callbacks)
+    # The publisher thread sends them after the commit, in the background.
+    wait_until(lambda: len(broker_dump()[0]) >= 6, 30, "the six deliveries to be enqueued")
     queued, raw = broker_dump()
     ids = set(Delivery.objects.values_list("pk", flat=True))
     assert len(queued) == len(ids) == 6

@@ -282,6 +282,16 @@ def public_calls(world: World) -> dict[str, list[Call]]:
             Call("get", install, Expect(frozenset(), refused=405, anonymous=405)),
             Call("post", install, Expect.client_error(), body=unauthenticated_event),
         ],
+        # The header's language switch: anyone may choose a language; it sends them back.
+        "i18n/setlang/": [
+            Call("get", "/i18n/setlang/", Expect(frozenset(), refused=302, anonymous=302)),
+            Call(
+                "post",
+                "/i18n/setlang/",
+                Expect(frozenset(), refused=302, anonymous=302),
+                body={"language": "ru"},
+            ),
+        ],
         "bitrix/<str:client_id>/events/": [
             Call("get", events, Expect(frozenset(), refused=405, anonymous=405)),
             Call("post", events, Expect.client_error(), body=unauthenticated_event),

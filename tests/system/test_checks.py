@@ -49,3 +49,11 @@ def test_heard_within_must_exceed_the_hold(settings):
     settings.NOTIFY_HEARD_WITHIN = 30
     found = [m for m in run_checks() if m.id == "b24keeper.E016"]
     assert found and "NOTIFY_HEARD_WITHIN" in found[0].msg and "NOTIFY_HOLD_SECONDS" in found[0].msg
+
+
+def test_the_oauth_deadline_must_be_shorter_than_the_lease(settings):
+    settings.TOKEN_REFRESH_LEASE, settings.BITRIX_OAUTH_DEADLINE = 60, 30
+    assert "b24keeper.E017" not in ids(run_checks())
+    settings.BITRIX_OAUTH_DEADLINE = 60
+    found = [m for m in run_checks() if m.id == "b24keeper.E017"]
+    assert found and "TOKEN_REFRESH_LEASE" in found[0].msg

@@ -3,6 +3,8 @@ b24keeper over https and the fake Bitrix24 with strict rotation: b24keeper refre
 once where once is needed, and the libraries never ask the OAuth server."""
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from datetime import timedelta
@@ -166,3 +168,12 @@ def test_proxy_calls_waiting_for_their_turn_never_block_health(live, live_token)
     assert health.status_code in (200, 503) and took < 1.5, took
     assert sorted(set(statuses)) <= [200, 503] and 503 in statuses  # PROXY_MAX_WAIT ran out
     assert live.fake.rest_count(error="QUERY_LIMIT_EXCEEDED") == 0
+
+
+def test_the_client_package_needs_no_django():
+    code = (
+        "import sys, b24keeper_client, b24keeper_client.fast_bitrix24, b24keeper_client.b24pysdk;"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'django'], 'django imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -27,3 +27,22 @@ def test_a_sent_delivery_has_no_next_attempt_and_dates_keep_whole(admin_client, 
     incidents = admin_client.get(reverse("admin:notifications_incident_changelist"))
     assert '<td class="field-needs">a person</td>' in incidents.content.decode()
     assert "icon-yes.svg" not in incidents.content.decode()
+
+
+def test_a_stored_refusal_is_said_in_russian(admin_client, token):
+    incident = Incident.objects.create(token=token, message="m", error_code="x", permanent=True)
+    stored = (
+        "Telegram says: bot was blocked by the user (403). Ask the recipient to unblock the bot, "
+        "then re-enable this channel."
+    )
+    Delivery.objects.create(
+        incident=incident, channel=make_channel("telegram", last_error=stored),
+        status=Delivery.Status.FAILED, error=stored,
+    )  # fmt: skip
+    admin_client.cookies["django_language"] = "ru"
+    for url in ("/", reverse("admin:notifications_channel_changelist")):
+        html = admin_client.get(url).content.decode()
+        assert "Ответ Telegram: «bot was blocked by the user» (403)." in html, url
+        assert "Ask the recipient" not in html, url
+    deliveries = admin_client.get(reverse("admin:notifications_delivery_changelist"))
+    assert "Ответ Telegram: «bot was blocked" in deliveries.content.decode()

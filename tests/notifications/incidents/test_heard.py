@@ -117,11 +117,12 @@ def test_a_new_channel_picks_up_the_open_incident(
         "covers_all_tokens": "on",
         "max_per_hour": 20,
         "remind_every_minutes": 0,
+        "language": "en",
         "telegram__bot_token": tg.BOT_TOKEN,
     }
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(reverse("admin:notifications_channel_add"), form)
-    assert response.status_code == 302
+    assert response.status_code == 302, response.context["adminform"].form.errors
 
     delivery = incident.deliveries.get()
     assert (delivery.channel.name, delivery.event) == ("On-call chat", Delivery.Event.OPENED)

@@ -218,6 +218,9 @@ def test_a_living_process_applies_its_journal_once_the_database_is_back(fake_bit
             proxy.heal()  # the database is back for A; nobody restarts it
             restored = token.attempts.filter(outcome=RefreshAttempt.Outcome.RESTORED)
             wait_until(restored.exists, 30, "A's journal loop to store the pair")
+            # The entry is removed once its pair is stored (the attempt row commits with it).
+            journal_dir = tmp_path / "machine-a" / "journal"
+            wait_until(lambda: not list(journal_dir.glob("*.pair")), 30, "the entry's removal")
         finally:
             machine_a.kill()
             _out, err = machine_a.communicate(timeout=30)
@@ -229,3 +232,48 @@ def test_a_living_process_applies_its_journal_once_the_database_is_back(fake_bit
     )
     assert not Incident.objects.filter(token=token, resolved_at=None).exists()
     assert not list((tmp_path / "machine-a" / "journal").glob("*.pair"))
+
+
+def test_a_pair_the_journal_could_not_take_waits_in_memory_and_is_stored_later(
+    fake_bitrix, tmp_path
+):
+    token = connect(fake_bitrix)
+    db = connection.settings_dict
+    with TcpProxy(db["HOST"], int(db["PORT"])) as proxy:
+        fake_bitrix.after_grant = lambda params: proxy.cut()
+        machine_a = start_python(
+            "import resource, signal, threading\n"
+            "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # a full disk, for A\n"
+            "from portals.tokens import refresh, replayer, PairNotStored\n"
+            "replayer.start()\n"
+            "try:\n    refresh('token')\nexcept PairNotStored as err:\n"
+            "    print(str(err).replace(chr(10), ' '), flush=True)\n"
+            "threading.Event().wait()  # lives on\n",
+            DATABASE_URL=through(proxy),
+            TOKEN_STORE_RETRY="1",
+            TOKEN_JOURNAL_RETRY="0.2",
+            VAR_DIR=str(tmp_path / "machine-a"),
+        )
+        try:
+            wait_until(proxy.cut_event.is_set, 30, "machine A's refresh to cut its link")
+            fake_bitrix.after_grant = None
+            said: list[str] = []
+            threading.Thread(target=lambda: said.append(machine_a.stdout.readline())).start()
+            wait_until(lambda: said, 30, "machine A to give up storing (PairNotStored)")
+            assert "waits in this process's memory" in said[0], said
+            assert "kept in the local journal" not in said[0]
+            assert not list((tmp_path / "machine-a" / "journal").glob("*.pair"))
+
+            proxy.heal()
+            restored = token.attempts.filter(outcome=RefreshAttempt.Outcome.RESTORED)
+            wait_until(restored.exists, 30, "A's journal loop to store the pair from memory")
+        finally:
+            machine_a.kill()
+            _out, err = machine_a.communicate(timeout=30)
+    assert "ERROR portals.tokens.pairs" in err and "waits in memory on" in err
+    token.refresh_from_db()
+    assert token.status == TokenStatus.ACTIVE
+    assert token.refresh_token == fake_bitrix.current_refresh_token(
+        token.portal.member_id, CLIENT_ID
+    )
