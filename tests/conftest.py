@@ -23,6 +23,17 @@ def journal_dir(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def default_language():
+    """Each test starts and ends in the default language: a test that renders a page in Russian
+    (the test client activates the request's language in this thread) leaves none behind."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def close_rate_limit_connections():
     """The rate limiter's database store keeps a connection of its own (portals.bitrix.ratelimit);
     close it after each test so the test database can be dropped at the end."""
