@@ -217,7 +217,9 @@ def print_plan(limit: int) -> None:
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         claim_due_tokens(limit=limit)
         transaction.set_rollback(True)
-    statements = [q["sql"] for q in queries if q["sql"].lstrip().startswith(("SELECT", "UPDATE"))]
+    statements = [
+        q["sql"] for q in queries if q["sql"].lstrip().startswith(("SELECT", "UPDATE", "WITH"))
+    ]
     used = False
     for statement in statements:
         with transaction.atomic():
