@@ -5,7 +5,6 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -18,6 +17,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from api import keys
 from api.models import ApiKey, split_words
+from core.denied import require
 from encryption import crypto
 from portals.models import Token
 
@@ -144,8 +144,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     def created_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         """The new key, once: the slot is emptied as it is read."""
-        if not self.has_manage_permission(request):
-            raise PermissionDenied(_("This needs the permission “%(perm)s”.") % {"perm": MANAGE})
+        require(request, MANAGE)
         obj = get_object_or_404(ApiKey, pk=pk)
         slot = request.session.get(NEW_KEY_SLOT) or {}
         key = ""

@@ -18,7 +18,6 @@ The key is in the path: the logs (core.logging, core.gunicorn) and error reports
 
 import logging
 import math
-import os
 import time
 from collections.abc import Mapping
 
@@ -31,7 +30,6 @@ from django.views.decorators.debug import sensitive_variables
 from api import keys, proxy_request
 from api.keys import KeyInfo
 from api.proxy_request import BadRequest, Outgoing
-from core import http
 from core.client_ip import forwarded_client_ip
 from portals.bitrix import ratelimit, transport
 from portals.bitrix.errors import OAuthError
@@ -237,7 +235,7 @@ def _post(
     url = transport.rest_url(credential.root, method)
     left = max(1.0, deadline - time.monotonic())
     try:
-        return _session().post(
+        return transport.session().post(
             url,
             timeout=(settings.BITRIX_CONNECT_TIMEOUT, left),
             allow_redirects=False,
@@ -248,24 +246,6 @@ def _post(
     except requests.RequestException as err:
         text = f"Could not reach the portal ({type(err).__name__})."
         raise ProxyError(502, "connection_error", text) from None
-
-
-# Environment variables that make requests route or verify differently per request.
-_PER_REQUEST_ENV = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-def _session() -> requests.Session:
-    """The REST session (pooled per process, as portals.bitrix.transport's), without requests'
-    reading of the environment on every request (a quarter of a millisecond a call) when no
-    proxy is configured: the CA bundle it would read there is read once instead."""
-    session = http.session("rest-proxy", pool_size=settings.BITRIX_HTTP_POOL_SIZE)
-    if session.trust_env and not any(
-        name in os.environ or name.upper() in os.environ for name in _PER_REQUEST_ENV
-    ):
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        session.verify = bundle or True
-        session.trust_env = False
-    return session
 
 
 def _refused(response: requests.Response) -> bool:

@@ -96,6 +96,12 @@ def setup_django(env: dict[str, str]) -> None:
     import django
 
     django.setup()
+    if os.environ.get("BENCH_TEMPLATE"):
+        # A copied database skipped migrate and its system checks: run them here, so a
+        # benchmark whose settings the app refuses fails in the smoke too.
+        from django.core.management import call_command
+
+        call_command("check", fail_level="ERROR")
 
 
 def finish(keep: bool) -> None:

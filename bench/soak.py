@@ -179,6 +179,7 @@ def main() -> int:
     var_dir = Path(tempfile.mkdtemp(prefix="b24keeper-soak-"))
     env = bench_env(
         fake.base_url, VAR_DIR=str(var_dir), TOKEN_REFRESH_LEASE="10", LOG_LEVEL="INFO",
+        BITRIX_OAUTH_DEADLINE="8",  # under the short lease (system check b24keeper.E017)
         REFRESH_BACKOFF_BASE_SECONDS="1", REFRESH_BACKOFF_MAX_SECONDS="5",
     )  # fmt: skip
     telegram = links = None

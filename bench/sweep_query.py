@@ -185,7 +185,7 @@ def print_results(results: list[dict[str, Any]], select_one: float, limit: int) 
 
 def compare_fillfactor(last: dict[str, Any], limit: int, runs: int) -> None:
     """The same claims on the same rows packed full (fillfactor 100, as before migration
-    portals/0016): every claimed row then gets a new entry in each of the table's indexes."""
+    portals/0014): every claimed row then gets a new entry in each of the table's indexes."""
     fillfactor = sql(
         "SELECT coalesce((SELECT option_value FROM pg_options_to_table(reloptions) "
         "WHERE option_name = 'fillfactor'), '100') FROM pg_class WHERE relname = 'portals_token'"
@@ -217,7 +217,9 @@ def print_plan(limit: int) -> None:
     with transaction.atomic(), CaptureQueriesContext(connection) as queries:
         claim_due_tokens(limit=limit)
         transaction.set_rollback(True)
-    statements = [q["sql"] for q in queries if q["sql"].lstrip().startswith(("SELECT", "UPDATE"))]
+    statements = [
+        q["sql"] for q in queries if q["sql"].lstrip().startswith(("SELECT", "UPDATE", "WITH"))
+    ]
     used = False
     for statement in statements:
         with transaction.atomic():

@@ -1,6 +1,7 @@
 """The page a signed-in person sees when they may not use a page: the admin's look, in their
 language, naming the permission it needs; logged as one line, without a traceback. Installed
-as a middleware (config/settings.py); nothing else calls it."""
+as a middleware (config/settings.py). The admin's own views call `require` for their check,
+so a refusal names its permission in one wording everywhere."""
 
 from collections.abc import Callable
 
@@ -18,6 +19,17 @@ PAGE_PERMISSIONS = {
     "_changelist": "view",
     "_history": "view",
 }
+
+
+def needs(permission: str) -> str:
+    """The refusal's sentence for a missing permission ("app_label.codename")."""
+    return _("This needs the permission “%(perm)s”.") % {"perm": permission}
+
+
+def require(request: HttpRequest, permission: str) -> None:
+    """PermissionDenied (this module's 403 page) unless the signed-in user has `permission`."""
+    if not request.user.has_perm(permission):
+        raise PermissionDenied(needs(permission))
 
 
 class PermissionDeniedPage:
@@ -51,5 +63,5 @@ def needed_permission(request: HttpRequest) -> str:
         for suffix, action in PAGE_PERMISSIONS.items():
             if name == f"{opts.app_label}_{opts.model_name}{suffix}":
                 perm = f"{opts.app_label}.{action}_{opts.model_name}"
-                return _("This needs the permission “%(perm)s”.") % {"perm": perm}
+                return needs(perm)
     return _("Your account has no permission for this page.")

@@ -61,6 +61,24 @@ def fake_bitrix(settings):
     fake.stop()
 
 
+def local_host(fake: FakeBitrix) -> str:
+    """The fake's own port under the name localhost: a portal whose REST API the fake answers,
+    reached through the production code path."""
+    return f"localhost:{fake.server_host.rsplit(':', 1)[1]}"
+
+
+@pytest.fixture
+def portal_host(fake_bitrix) -> str:
+    """local_host of the fake_bitrix: the portal the REST client and the REST proxy reach."""
+    return local_host(fake_bitrix)
+
+
+@pytest.fixture
+def rest_token(fake_bitrix, portal_host):
+    """A token connected on portal_host, whose REST calls the fake answers."""
+    return connect(fake_bitrix, portal=portal_host)
+
+
 def connect(fake: FakeBitrix, reference: str = "token", portal: str = PORTAL, **overrides):
     code = fake.issue_code(CLIENT_ID, portal)
     data = {

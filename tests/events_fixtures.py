@@ -5,8 +5,7 @@ fake portal's event sender. A test module loads them with
 import pytest
 
 from portals.models import AppCredentials
-from tests.conftest import CLIENT_ID, CLIENT_SECRET
-from tests.events_helpers import local_host
+from tests.conftest import CLIENT_ID, CLIENT_SECRET, local_host
 from tests.fakes.bitrix_events import EventSender
 
 

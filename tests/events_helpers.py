@@ -4,18 +4,11 @@ from django.test import Client
 
 from portals.models import Token
 from tests.conftest import CLIENT_ID
-from tests.fakes.bitrix import FakeBitrix
 from tests.fakes.bitrix_events import FORM, EventSender
 
 EVENTS = f"/bitrix/{CLIENT_ID}/events/"
 INSTALL = f"/bitrix/{CLIENT_ID}/install/"
 REFUSED = {"error": "not_authenticated"}
-
-
-def local_host(fake: FakeBitrix) -> str:
-    """The fake's own port under the name localhost: a portal whose REST API the fake answers,
-    reached through the production code path."""
-    return f"localhost:{fake.server_host.rsplit(':', 1)[1]}"
 
 
 def post(client: Client, url: str, form: dict[str, str]):

@@ -2,7 +2,6 @@
 permission as the list's action, does the same thing, and says what happened."""
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -10,15 +9,11 @@ from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
+from core.denied import require
 from notifications.delivery import dispatch, sending
 from notifications.models import Channel
 
 SEND_TEST, TOGGLE = "notifications.send_test_message", "notifications.toggle_channel"
-
-
-def require(request: HttpRequest, permission: str) -> None:
-    if not request.user.has_perm(permission):
-        raise PermissionDenied(_("This needs the permission “%(perm)s”.") % {"perm": permission})
 
 
 class ChannelViewsMixin(admin.ModelAdmin):

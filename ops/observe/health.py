@@ -28,6 +28,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -115,22 +116,58 @@ def _sweep_interval() -> float:
 
 
 def check_workers() -> str:
+    """A worker that finished a task within a minute is up (busy or not); otherwise the
+    workers are asked, and one with a free slot is up. All slots busy and no task finished
+    within a minute: their threads hang (a ping alone is answered by a hung worker too).
+    Heartbeats are written at most every 15 s, so this may lag by up to a minute."""
     recent = {
         name: (timezone.now() - at).total_seconds()
         for name, at in heartbeat.workers().items()
         if timezone.now() - at < WORKER_RECENT
     }
     if recent:
-        return "finished a task within a minute: " + ", ".join(
+        return "finished a task within a minute (may lag by up to 60 s): " + ", ".join(
             f"{name} ({age:.0f} s ago)" for name, age in sorted(recent.items())
         )
-    with _broker_connection() as conn:
-        # The first answer is enough: do not wait out the timeout for the others.
-        timeout = settings.HEALTH_CHECK_TIMEOUT * 0.5
-        replies = current_app.control.ping(timeout=timeout, limit=1, connection=conn)
-    if not replies:
-        raise CheckFailed("no worker finished a task within a minute or answered a ping")
-    return "answered a ping: " + ", ".join(sorted(name for reply in replies for name in reply))
+    slots = _free_slots()
+    if not slots:
+        raise CheckFailed("no worker finished a task within a minute or answered")
+    if not any(free for free, _ in slots.values()):
+        busy = ", ".join(
+            f"{name} ({total} of {total})" for name, (_, total) in sorted(slots.items())
+        )
+        raise CheckFailed(
+            "every worker's slots are busy and none finished a task within a minute (hung?): "
+            + busy
+        )
+    return "answered with free slots: " + ", ".join(
+        f"{name} ({free} of {total} free)" for name, (free, total) in sorted(slots.items())
+    )
+
+
+def _free_slots() -> dict[str, tuple[int, int]]:
+    """Each answering worker's (free, total) pool slots: its running tasks against its pool.
+    Both questions are asked at once (each waits out its timeout for every worker's answer)."""
+    with ThreadPoolExecutor(2) as pool:
+        active_f, stats_f = pool.submit(_inspect, "active"), pool.submit(_inspect, "stats")
+        active, stats = active_f.result(), stats_f.result()
+    slots = {}
+    for name, info in stats.items():
+        total = int(info.get("pool", {}).get("max-concurrency", 1))
+        # No answer about its running tasks: no slot is known to be free.
+        running = len(active[name]) if name in active else total
+        slots[name] = (max(0, total - running), total)
+    return slots
+
+
+def _inspect(command: str) -> dict[str, Any]:
+    try:
+        with _broker_connection() as conn:
+            timeout = settings.HEALTH_CHECK_TIMEOUT * 0.5
+            inspect = current_app.control.inspect(timeout=timeout, connection=conn)
+            return getattr(inspect, command)() or {}
+    finally:
+        connections.close_all()  # this thread's own database connection, if any
 
 
 def check_pairs() -> str:

@@ -22,6 +22,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
+from core.denied import require
 from portals.admin.shown import refresh_error_text
 from portals.bitrix import oauth
 from portals.bitrix.errors import OAuthError
@@ -39,11 +40,6 @@ CONNECT, REFRESH, TOGGLE = "portals.connect_portal", "portals.refresh_token", "p
 CHANGE_APP = "portals.change_appcredentials"
 # Kept from a failed "Add task" attempt (never the secret or the spent code).
 KEPT_FIELDS = ("portal", "client_id", "scope", "reference", "app_name")
-
-
-def require(request: HttpRequest, permission: str) -> None:
-    if not request.user.has_perm(permission):
-        raise PermissionDenied(_("This needs the permission “%(perm)s”.") % {"perm": permission})
 
 
 def user_id(request: HttpRequest) -> int:

@@ -7,6 +7,7 @@ Only SQL text and conversion live here; portals.tokens.state runs the statements
 only writer of a token's state).
 """
 
+import functools
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -33,12 +34,18 @@ def columns(model: type[Model], alias: str) -> tuple[list[Field], str]:
 
 def convert(field: Field, value: Any, table: str = "") -> Any:
     """One column's value as the ORM reads it."""
-    expression = Col(table, field)
-    converters = connection.ops.get_db_converters(expression)
-    converters += expression.get_db_converters(connection)
+    expression, converters = _converters(field, table, connection.vendor)
     for converter in converters:
         value = converter(value, expression, connection)
     return value
+
+
+@functools.cache
+def _converters(field: Field, table: str, vendor: str) -> tuple[Col, list[Any]]:
+    # Asked once per column (and database kind), as the ORM's compiler asks once per query.
+    expression = Col(table, field)
+    converters = connection.ops.get_db_converters(expression)
+    return expression, converters + expression.get_db_converters(connection)
 
 
 def instance(model: type[M], fields: list[Field], values: tuple[Any, ...] | list[Any]) -> M:
@@ -116,3 +123,35 @@ def claimed_token(row: tuple[Any, ...]) -> tuple[Any, Any]:
     token.db_now = timestamp(row[-1])  # type: ignore[attr-defined]  # as load() annotates
 
     return token, timestamp(row[-2])
+
+
+def claim_sweep_sql(now: str, statuses: list[str]) -> str:
+    """PostgreSQL: the sweep's claim in one statement (portals.tokens.state.claim_due).
+    Interrupted refreshes first (a handful, on token_in_flight_idx), then the schedule, most
+    overdue first (token_due_idx), each locked with SKIP LOCKED; the first `limit` of them get
+    `claimed_until`, and their ids come back in that order. The database's clock is read once
+    (`clock`), so each index gets it as a bound instead of a filter on every row. Parameters:
+    the clock's (for `now`), the statuses, the lease in seconds, the limit, the statuses, the
+    limit, the limit, the claim's length in seconds."""
+    marks = ", ".join(["%s"] * len(statuses))
+    return (
+        f"WITH clock AS (SELECT ({now})::timestamptz AS at), "  # noqa: S608
+        # Oldest stamp first, in token_in_flight_idx's order: ordered by next_refresh_at, the
+        # planner would walk token_due_idx through every row for the handful in flight.
+        "interrupted AS (SELECT id, next_refresh_at FROM portals_token "
+        f"WHERE status IN ({marks}) AND refresh_started_at IS NOT NULL AND refresh_started_at < "
+        "(SELECT at FROM clock) - %s * interval '1 second' "
+        "ORDER BY refresh_started_at LIMIT %s FOR UPDATE SKIP LOCKED), "
+        "scheduled AS (SELECT id, next_refresh_at FROM portals_token "
+        f"WHERE status IN ({marks}) AND next_refresh_at <= (SELECT at FROM clock) "
+        "AND (claimed_until IS NULL OR claimed_until < (SELECT at FROM clock)) "
+        "AND id NOT IN (SELECT id FROM interrupted) "
+        "ORDER BY next_refresh_at LIMIT %s FOR UPDATE SKIP LOCKED), "
+        "picked AS (SELECT id, 0 AS tier, next_refresh_at FROM interrupted UNION ALL "
+        "SELECT id, 1, next_refresh_at FROM scheduled ORDER BY 2, 3 LIMIT %s), "
+        "claimed AS (UPDATE portals_token t "
+        "SET claimed_until = (SELECT at FROM clock) + %s * interval '1 second' "
+        "FROM picked WHERE t.id = picked.id RETURNING t.id) "
+        "SELECT picked.id FROM picked JOIN claimed ON claimed.id = picked.id "
+        "ORDER BY picked.tier, picked.next_refresh_at"
+    )

@@ -19,16 +19,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def portal_host(fake_bitrix) -> str:
-    return f"localhost:{fake_bitrix.server_host.rsplit(':', 1)[1]}"
-
-
-@pytest.fixture
-def rest_token(fake_bitrix, portal_host) -> Token:
-    return connect(fake_bitrix, portal=portal_host)
-
-
-@pytest.fixture
 def hook(rest_token) -> str:
     """The webhook URL path of a proxy key for the token."""
     _, key = keys.create_key("proxy", ["token"], scopes="proxy")

@@ -10,20 +10,8 @@ import pytest
 from notifications.models import Incident
 from portals.models import Portal, RefreshAttempt, Token, TokenStatus
 from portals.rest import Bitrix24, RestError
-from tests.conftest import connect
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def portal_host(fake_bitrix) -> str:
-    """The fake's port under the name localhost: a portal address the REST client reaches."""
-    return f"localhost:{fake_bitrix.server_host.rsplit(':', 1)[1]}"
-
-
-@pytest.fixture
-def rest_token(fake_bitrix, portal_host) -> Token:
-    return connect(fake_bitrix, portal=portal_host)
 
 
 def test_it_calls_a_method_with_the_token_in_a_json_post_body(fake_bitrix, rest_token):

@@ -54,18 +54,24 @@ def refreshes(token_pk: int) -> int:
     return Token.objects.get(pk=token_pk).attempts.exclude(kind="code_exchange").count()
 
 
+def expire_then_refuse(live, proc, token_pk: int) -> None:
+    """Both libraries' first steps: the token expires (b24keeper refreshes it, once), then the
+    portal refuses the new access token a minute later."""
+    step(proc, "expire")
+    expire(live, token_pk)
+    go_on(proc)
+    step(proc, "refuse")
+    assert live.fake.count("refresh_token") == 1  # across the expiry: one, by b24keeper
+    a_minute_later(token_pk)
+    live.fake.refuse_access(Token.objects.get().access_token)
+    go_on(proc)
+
+
 def test_fast_bitrix24_with_token_func(live, live_token):
     _, key = keys.create_key("fast", ["token"])
     proc = live.start("fast", live.base_url, key, "token")
     try:
-        step(proc, "expire")
-        expire(live, live_token.pk)
-        go_on(proc)
-        step(proc, "refuse")
-        assert live.fake.count("refresh_token") == 1  # across the expiry: one, by b24keeper
-        a_minute_later(live_token.pk)
-        live.fake.refuse_access(Token.objects.get().access_token)
-        go_on(proc)
+        expire_then_refuse(live, proc, live_token.pk)
         step(proc, "refuse-forever")
         assert live.fake.count("refresh_token") == 2  # refused once: one renewal, then success
         live.fake.refuse_every_access()
@@ -93,14 +99,7 @@ def test_b24pysdk_with_keeper_token(live, live_token):
     _, key = keys.create_key("sdk", ["token"])
     proc = live.start("pysdk", live.base_url, key, "token")
     try:
-        step(proc, "expire")
-        expire(live, live_token.pk)
-        go_on(proc)
-        step(proc, "refuse")
-        assert live.fake.count("refresh_token") == 1
-        a_minute_later(live_token.pk)
-        live.fake.refuse_access(Token.objects.get().access_token)
-        go_on(proc)
+        expire_then_refuse(live, proc, live_token.pk)
         result = line(proc)
     finally:
         proc.kill()

@@ -90,7 +90,7 @@ def test_beat_stopped_is_degraded_and_workers_say_they_are_fine(
     code, body = get(client, bearer=True)
     assert (code, body["status"], failing(body)) == (200, "degraded", {"beat"}), body
     assert "never started" in body["checks"]["beat"]["detail"]
-    assert "answered a ping: w1@" in body["checks"]["workers"]["detail"]
+    assert "answered with free slots: w1@" in body["checks"]["workers"]["detail"]
     heartbeat.touch(heartbeat.SWEEP, timezone.now() - timedelta(minutes=10))
     code, body = get(client, bearer=True)
     assert (code, failing(body)) == (200, {"beat"})
@@ -187,6 +187,26 @@ def test_an_open_incident_no_channel_covers_makes_it_degraded(fake_bitrix, broke
     code, body = get(client, bearer=True)
     assert (code, body["status"]) == (200, "degraded") and "alerts" in failing(body)
     assert "1 open incident(s) unheard" in body["checks"]["alerts"]["detail"]
+
+
+def test_a_worker_whose_every_slot_hangs_fails_though_it_answers(fake_bitrix, celery, client):
+    from core import publish
+    from portals.models import Token
+    from portals.tokens.sweep import REFRESH_TASK
+
+    token = connect(fake_bitrix)
+    fake_bitrix.timeout_sleep = 60  # Bitrix24 never answers; the worker waits for it
+    fake_bitrix.fail_next("timeout")
+    celery.worker(BITRIX_READ_TIMEOUT="50", BITRIX_OAUTH_DEADLINE="55", TOKEN_REFRESH_LEASE="90")
+    Token.objects.filter(pk=token.pk).update(next_refresh_at=timezone.now())
+    publish.send(REFRESH_TASK, (token.pk,))
+    wait_until(lambda: fake_bitrix.count("refresh_token") == 1, 30, "the refresh to hang")
+
+    _, body = get(client, bearer=True)
+    assert "workers" in failing(body), body["checks"]["workers"]
+    detail = body["checks"]["workers"]["detail"]
+    assert "slots are busy and none finished a task within a minute" in detail, detail
+    assert "w1@" in detail
 
 
 def test_pairs_names_the_answering_process_when_it_holds_a_pair(fake_bitrix, broker_url, tmp_path):

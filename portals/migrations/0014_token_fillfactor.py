@@ -20,6 +20,6 @@ def reset_fillfactor(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("portals", "0014_renew_app_status")]
+    dependencies = [("portals", "0013_renew_app_status")]
 
     operations = [migrations.RunPython(set_fillfactor, reset_fillfactor, elidable=False)]
