@@ -4,7 +4,7 @@ import logging
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_ready
+from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -42,3 +42,12 @@ def _on_worker_start(**kwargs: object) -> None:
     on_process_start(run_checks=True)
     replayer.start()  # the machine's journal loop (one per machine: a lock decides)
     held.register()  # answer /health/ and the token page: which pairs wait in this memory
+
+
+@worker_process_init.connect
+def _on_pool_process_start(**kwargs: object) -> None:
+    # A prefork pool's child refreshes tokens itself: a pair it must hold in memory (the
+    # journal could not take it) is retried only by a thread of that child, so start one here.
+    from portals.tokens import replayer
+
+    replayer.start()

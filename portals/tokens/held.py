@@ -7,7 +7,9 @@ by config.celery at worker start) over the broker instead, and
 one are not asked (they hear no remote control).
 
 Under the prefork pool the command is answered by the worker's main process, not by its pool
-children: pairs held in a child are not reported (deploy/ runs workers with `--pool threads`).
+children: pairs held in a child are not reported, though the child retries them itself
+(config.celery starts its retry thread at `worker_process_init`); bin/serve and deploy/ run
+workers with `--pool threads`.
 
 Who may call: config.celery (`register()` at worker start); the token admin page (`for_token`) and
 ops.observe.health (`everywhere`).
