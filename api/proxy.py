@@ -222,7 +222,7 @@ def _portal_ask(credential: Credential) -> ratelimit.Ask:
 def _take(turn: ratelimit.Turn, credential: Credential) -> None:
     """Wait for a turn in the portal's bucket, or answer as Bitrix24 would."""
     if not turn.granted:  # Bitrix24's own answer to a full bucket; expected, not a fault
-        log.info("REST proxy: no turn in %s's rate limit within PROXY_MAX_WAIT", credential.domain)
+        log.info("REST proxy: no turn in %r's rate limit within PROXY_MAX_WAIT", credential.domain)
         raise ProxyError(503, "QUERY_LIMIT_EXCEEDED", "Too many requests", logged=True)
     if turn.wait > 0:
         time.sleep(turn.wait)

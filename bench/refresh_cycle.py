@@ -236,6 +236,11 @@ def check(fake: FakeBitrix, n: int) -> None:
     from portals.models import RefreshAttempt, Token
 
     refreshes = [r for r in fake.token_requests if r["grant_type"] == "refresh_token"]
+    # The audit row commits just after its pair (the cycle ends on the last pair): give the
+    # last refreshes' rows a few seconds, never more.
+    deadline = time.monotonic() + 10
+    while RefreshAttempt.objects.count() < n and time.monotonic() < deadline:
+        time.sleep(0.1)
     successes = RefreshAttempt.objects.filter(outcome="success").count()
     problems = {
         "fake saw N refresh requests": len(refreshes) == n,
