@@ -15,6 +15,7 @@ portals.tokens.pairs.restore_pair. This module only reads and writes files.
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -94,15 +95,17 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
-def entries(token_id: int | None = None) -> Iterator[Entry]:
-    """Pending entries, oldest first; only `token_id`'s when given. Cheap when empty."""
+def entries(token_id: int | None = None, *, settled_for: float = 0.0) -> Iterator[Entry]:
+    """Pending entries, oldest first; only `token_id`'s when given; with `settled_for`, only
+    those written at least that many seconds ago. Cheap when empty."""
     prefix = f"{token_id}." if token_id is not None else ""
     try:
         scanned = [e for e in os.scandir(folder()) if e.name.endswith(SUFFIX)]
     except FileNotFoundError:
         return
+    written_before = (time.time() - settled_for) * 1e9  # this machine's files, its own clock
     for item in sorted(scanned, key=_age):
-        if not item.name.startswith(prefix):
+        if not item.name.startswith(prefix) or _age(item) > written_before:
             continue
         parts = item.name.split(".")
         try:

@@ -189,11 +189,12 @@ def _reconnect() -> None:
 
 # --- The local journal ----------------------------------------------------------------------
 @sensitive_variables()
-def replay_journal(token_id: int | None = None) -> int:
-    """Store pairs left in this machine's journal (all, or `token_id`'s); returns how many were
-    restored. Called at process start and before this machine refreshes a token."""
+def replay_journal(token_id: int | None = None, *, settled_for: float = 0.0) -> int:
+    """Store pairs left in this machine's journal (all, or `token_id`'s; with `settled_for`,
+    only entries at least that old); returns how many were restored. Called at process start,
+    before this machine refreshes a token, and by the journal loop."""
     restored = 0
-    for entry in journal.entries(token_id):
+    for entry in journal.entries(token_id, settled_for=settled_for):
         try:
             grant = entry.read()
         except FileNotFoundError:

@@ -61,8 +61,12 @@ def replay_pending(*, journal_too: bool = True) -> int:
     written), then, for the lock holder, what the machine's journal holds; each is stored or
     discarded as stale. Returns how many were stored."""
     restored = pairs.retry_held() if pairs.held_in_memory() else 0
-    if journal_too and any(True for _ in journal.entries()):
-        restored += pairs.replay_journal()
+    # An entry younger than that may belong to a refresh still storing its own pair (it retries
+    # for TOKEN_STORE_RETRY): replaying it then would store the same pair twice over and record
+    # the refresh as rotated elsewhere. Past it, its refresh has given up (or died).
+    settled = settings.TOKEN_STORE_RETRY + min(settings.TOKEN_STORE_RETRY, 10.0)
+    if journal_too and any(True for _ in journal.entries(settled_for=settled)):
+        restored += pairs.replay_journal(settled_for=settled)
     if restored:
         log.warning("journal loop: restored %d token pair(s)", restored)
     return restored

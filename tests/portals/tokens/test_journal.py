@@ -13,7 +13,7 @@ from notifications.models import Incident
 from portals.bitrix.errors import PermanentOAuthError
 from portals.bitrix.oauth import BitrixOAuthClient
 from portals.models import RefreshAttempt, Token, TokenStatus
-from portals.tokens import TokenConfigurationError, get_access_token, journal, refresh
+from portals.tokens import TokenConfigurationError, get_access_token, journal, refresh, replayer
 from portals.tokens.sweep import refresh_if_due
 from tests.conftest import CLIENT_ID, CLIENT_SECRET, connect
 from tests.fakes.tcp_proxy import TcpProxy
@@ -234,3 +234,17 @@ def test_a_scheduled_refresh_with_an_unreadable_journal_is_a_configuration_error
     token.refresh_from_db()
     assert token.status == TokenStatus.CONFIG_ERROR and "cannot be read" in token.last_error
     assert Incident.objects.filter(token=token, resolved_at=None).exists()
+
+
+def test_the_journal_loop_leaves_an_entry_its_refresh_may_still_be_storing(fake_bitrix, settings):
+    token = connect(fake_bitrix)
+    entry, grant = issue_pair_elsewhere(token)
+    settings.TOKEN_STORE_RETRY = 60  # the refresh that wrote it may retry its store this long
+
+    assert replayer.replay_pending() == 0  # too young: its own refresh stores it
+    assert entry.exists() and Token.objects.get(pk=token.pk).version == 1
+
+    settings.TOKEN_STORE_RETRY = 0  # past it, the refresh has given up (or died)
+    assert replayer.replay_pending() == 1
+    assert Token.objects.get(pk=token.pk).refresh_token == grant.refresh_token
+    assert not entry.exists()
