@@ -185,29 +185,43 @@ def test_claims_not_enqueued_are_released_and_the_next_sweep_takes_them(
     assert sweep() == len(tokens)  # the real broker: all of them, at once
 
 
+def start_machine_a(proxy: TcpProxy, tmp_path, prelude: str):
+    """Machine A: a process whose database link runs through `proxy`; it refreshes 'token',
+    prints what PairNotStored says on one line, and lives on with its journal loop."""
+    return start_python(
+        prelude + "import threading\n"
+        "from portals.tokens import refresh, replayer, PairNotStored\n"
+        "replayer.start()\n"
+        "try:\n    refresh('token')\nexcept PairNotStored as err:\n"
+        "    print(str(err).replace(chr(10), ' '), flush=True)\n"
+        "threading.Event().wait()  # lives on\n",
+        DATABASE_URL=through(proxy),
+        TOKEN_STORE_RETRY="1",
+        TOKEN_JOURNAL_RETRY="0.2",
+        VAR_DIR=str(tmp_path / "machine-a"),
+    )
+
+
+def what_machine_a_said(machine_a, proxy: TcpProxy, fake_bitrix) -> list[str]:
+    """Once A's refresh has cut its own link, A's line (its PairNotStored message)."""
+    wait_until(proxy.cut_event.is_set, 30, "machine A's refresh to cut its link")
+    fake_bitrix.after_grant = None
+    said: list[str] = []
+    threading.Thread(target=lambda: said.append(machine_a.stdout.readline())).start()
+    wait_until(lambda: said, 30, "machine A to give up storing (PairNotStored)")
+    return said
+
+
 def test_a_living_process_applies_its_journal_once_the_database_is_back(fake_bitrix, tmp_path):
     token = connect(fake_bitrix)
     db = connection.settings_dict
     with TcpProxy(db["HOST"], int(db["PORT"])) as proxy:
         fake_bitrix.after_grant = lambda params: proxy.cut()
         # Machine A: its refresh gives up storing (PairNotStored), and the process lives on.
-        machine_a = start_python(
-            "import threading\nfrom portals.tokens import refresh, PairNotStored\n"
-            "from portals.tokens import replayer\nreplayer.start()\n"
-            "try:\n    refresh('token')\nexcept PairNotStored:\n    print('kept', flush=True)\n"
-            "threading.Event().wait()  # lives on\n",
-            DATABASE_URL=through(proxy),
-            TOKEN_STORE_RETRY="1",
-            TOKEN_JOURNAL_RETRY="0.2",
-            VAR_DIR=str(tmp_path / "machine-a"),
-        )
+        machine_a = start_machine_a(proxy, tmp_path, "")
         try:
-            wait_until(proxy.cut_event.is_set, 30, "machine A's refresh to cut its link")
-            fake_bitrix.after_grant = None
-            said: list[str] = []
-            threading.Thread(target=lambda: said.append(machine_a.stdout.readline())).start()
-            wait_until(lambda: said, 30, "machine A to give up storing (PairNotStored)")
-            assert said == ["kept\n"]
+            said = what_machine_a_said(machine_a, proxy, fake_bitrix)
+            assert "kept in the local journal" in said[0], said
             assert list((tmp_path / "machine-a" / "journal").glob("*.pair"))
 
             take_stale_claim(token)  # machine B: invalid_grant, needs re-authorization
@@ -241,26 +255,15 @@ def test_a_pair_the_journal_could_not_take_waits_in_memory_and_is_stored_later(
     db = connection.settings_dict
     with TcpProxy(db["HOST"], int(db["PORT"])) as proxy:
         fake_bitrix.after_grant = lambda params: proxy.cut()
-        machine_a = start_python(
-            "import resource, signal, threading\n"
+        machine_a = start_machine_a(
+            proxy,
+            tmp_path,
+            "import resource, signal\n"
             "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-            "resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # a full disk, for A\n"
-            "from portals.tokens import refresh, replayer, PairNotStored\n"
-            "replayer.start()\n"
-            "try:\n    refresh('token')\nexcept PairNotStored as err:\n"
-            "    print(str(err).replace(chr(10), ' '), flush=True)\n"
-            "threading.Event().wait()  # lives on\n",
-            DATABASE_URL=through(proxy),
-            TOKEN_STORE_RETRY="1",
-            TOKEN_JOURNAL_RETRY="0.2",
-            VAR_DIR=str(tmp_path / "machine-a"),
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))  # a full disk, for A\n",
         )
         try:
-            wait_until(proxy.cut_event.is_set, 30, "machine A's refresh to cut its link")
-            fake_bitrix.after_grant = None
-            said: list[str] = []
-            threading.Thread(target=lambda: said.append(machine_a.stdout.readline())).start()
-            wait_until(lambda: said, 30, "machine A to give up storing (PairNotStored)")
+            said = what_machine_a_said(machine_a, proxy, fake_bitrix)
             assert "waits in this process's memory" in said[0], said
             assert "kept in the local journal" not in said[0]
             assert not list((tmp_path / "machine-a" / "journal").glob("*.pair"))
